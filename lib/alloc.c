@@ -1,0 +1,74 @@
+/* alloc.c -- every allocation goes through the handle's allocator hook. */
+#include "mtl_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void *mtli_default_alloc(void *user, size_t size, size_t alignment)
+{
+    (void)user;
+    void *p = NULL;
+    /* posix_memalign needs a multiple of sizeof(void *); MTLI_ALIGN is. */
+    if (posix_memalign(&p, alignment, size) != 0) return NULL;
+    return p;
+}
+
+static void mtli_default_free(void *user, void *ptr)
+{
+    (void)user;
+    free(ptr);
+}
+
+void mtli_allocator_defaults(mtl_allocator *a)
+{
+    a->struct_size = sizeof *a;
+    a->alloc = mtli_default_alloc;
+    a->free = mtli_default_free;
+    a->user = NULL;
+}
+
+bool mtli_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (b != 0 && a > SIZE_MAX / b) return false;
+    *out = a * b;
+    return true;
+}
+
+bool mtli_add_size(size_t a, size_t b, size_t *out)
+{
+    if (a > SIZE_MAX - b) return false;
+    *out = a + b;
+    return true;
+}
+
+void *mtli_alloc(const mtli_settings *s, size_t size)
+{
+    if (size == 0) return NULL;
+    /* Round up so vector loops may touch a whole last cache line. */
+    size_t rounded;
+    if (!mtli_add_size(size, MTLI_ALIGN - 1, &rounded)) return NULL;
+    rounded &= ~(size_t)(MTLI_ALIGN - 1);
+    return s->allocator.alloc(s->allocator.user, rounded, MTLI_ALIGN);
+}
+
+void *mtli_calloc(const mtli_settings *s, size_t count, size_t size)
+{
+    size_t total;
+    if (!mtli_mul_size(count, size, &total)) return NULL;
+    void *p = mtli_alloc(s, total);
+    if (p) memset(p, 0, total);
+    return p;
+}
+
+void mtli_free(const mtli_settings *s, void *p)
+{
+    if (p) s->allocator.free(s->allocator.user, p);
+}
+
+char *mtli_strdup(const mtli_settings *s, const char *str)
+{
+    size_t n = strlen(str) + 1;
+    char *p = mtli_alloc(s, n);
+    if (p) memcpy(p, str, n);
+    return p;
+}

@@ -1,0 +1,101 @@
+/* blis_glue.c -- every BLIS call in libmtl goes through here.
+ *
+ * BLIS aborts the process on bad arguments, and libmtl must never abort
+ * its host, so each wrapper validates dimensions, strides and pointers
+ * first.  The thread count reaches BLIS through a per-call rntm_t built
+ * from the calling handle's settings: never bli_thread_set_num_threads(),
+ * which is process-global and would fight a host that uses BLIS too. */
+#include "mtl_internal.h"
+
+#include <blis.h>
+#include <string.h>
+#include <threads.h>
+
+static once_flag mtli_blis_once = ONCE_FLAG_INIT;
+static void mtli_blis_init_once(void)
+{
+    bli_init();
+}
+
+void mtli_blis_ensure_init(void)
+{
+    call_once(&mtli_blis_once, mtli_blis_init_once);
+}
+
+void mtli_blas_init(mtli_blas *b, const mtli_settings *s)
+{
+    b->num_threads = s->num_threads;
+    b->parallel_min_flops = s->parallel_min_flops;
+}
+
+/* Thread only GEMMs big enough to profit (decided by size, never by data,
+ * so results stay bitwise equal: BLIS never splits k across threads). */
+static void mtli_rntm_for(const mtli_blas *b, double flops, rntm_t *r)
+{
+    rntm_t init = BLIS_RNTM_INITIALIZER;
+    *r = init;
+    dim_t nt = (b->num_threads > 1 && flops >= (double)b->parallel_min_flops) ? (dim_t)b->num_threads : 1;
+    bli_rntm_set_num_threads(nt, r);
+}
+
+static bool mtli_stride_ok(int64_t rows, int64_t cols, int64_t ld)
+{
+    (void)rows;
+    return ld >= (cols > 1 ? cols : 1);
+}
+
+mtl_status mtli_gemm(const mtli_blas *b, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                     float alpha, const float *a, int64_t lda, const float *bm, int64_t ldb,
+                     float beta, float *c, int64_t ldc)
+{
+    if (m < 0 || n < 0 || k < 0)
+        return mtli_fail(MTL_ERR_INTERNAL, "gemm: negative dimension m=%lld n=%lld k=%lld",
+                         (long long)m, (long long)n, (long long)k);
+    if (m == 0 || n == 0) return MTL_OK;
+    /* Stored shapes: A is m x k (or k x m transposed), B is k x n (or n x k). */
+    int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+    int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+    if (!c || !mtli_stride_ok(m, n, ldc))
+        return mtli_fail(MTL_ERR_INTERNAL, "gemm: bad C (ldc=%lld for %lld columns)", (long long)ldc, (long long)n);
+    if (k == 0) {
+        /* C = beta * C; BLIS is not asked to handle the empty product. */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        return MTL_OK;
+    }
+    if (!a || !mtli_stride_ok(a_rows, a_cols, lda))
+        return mtli_fail(MTL_ERR_INTERNAL, "gemm: bad A (lda=%lld for %lld columns)", (long long)lda, (long long)a_cols);
+    if (!bm || !mtli_stride_ok(b_rows, b_cols, ldb))
+        return mtli_fail(MTL_ERR_INTERNAL, "gemm: bad B (ldb=%lld for %lld columns)", (long long)ldb, (long long)b_cols);
+    mtli_blis_ensure_init();
+    rntm_t r;
+    mtli_rntm_for(b, 2.0 * (double)m * (double)n * (double)k, &r);
+    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 (dim_t)m, (dim_t)n, (dim_t)k, &alpha, (float *)a, (inc_t)lda, 1, (float *)bm, (inc_t)ldb, 1,
+                 &beta, c, (inc_t)ldc, 1, NULL, &r);
+    return MTL_OK;
+}
+
+mtl_status mtli_gemv(const mtli_blas *b, bool trans_a, int64_t m, int64_t n, float alpha,
+                     const float *a, int64_t lda, const float *x, int64_t incx, float beta,
+                     float *y, int64_t incy)
+{
+    /* A is stored m x n; op(A) is m x n or n x m. */
+    if (m < 0 || n < 0)
+        return mtli_fail(MTL_ERR_INTERNAL, "gemv: negative dimension m=%lld n=%lld", (long long)m, (long long)n);
+    int64_t ylen = trans_a ? n : m, xlen = trans_a ? m : n;
+    if (ylen == 0) return MTL_OK;
+    if (!y || incy < 1) return mtli_fail(MTL_ERR_INTERNAL, "gemv: bad y");
+    if (xlen == 0) {
+        for (int64_t i = 0; i < ylen; i++) y[i * incy] = beta == 0.0f ? 0.0f : beta * y[i * incy];
+        return MTL_OK;
+    }
+    if (!a || !mtli_stride_ok(m, n, lda) || !x || incx < 1)
+        return mtli_fail(MTL_ERR_INTERNAL, "gemv: bad A (lda=%lld for %lld columns) or x", (long long)lda, (long long)n);
+    mtli_blis_ensure_init();
+    rntm_t r;
+    mtli_rntm_for(b, 0.0, &r); /* level-2: always one thread */
+    bli_sgemv_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, (dim_t)m, (dim_t)n, &alpha,
+                 (float *)a, (inc_t)lda, 1, (float *)x, (inc_t)incx, &beta, y, (inc_t)incy, NULL, &r);
+    return MTL_OK;
+}

@@ -1,0 +1,363 @@
+/*
+ * mtl_internal.h -- definitions shared by the library's modules (not installed).
+ *
+ * Non-static internal functions are prefixed mtli_ so the linker version
+ * script (libmtl.map, which exports mtl_* only) can never export them.
+ */
+#ifndef MTL_INTERNAL_H
+#define MTL_INTERNAL_H
+
+#define MTL_BUILDING_LIBRARY 1
+#include "mtl.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- attributes ---------------------------------------------------------- */
+#if defined(__GNUC__)
+#define MTLI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define MTLI_UNUSED __attribute__((unused))
+#else
+#define MTLI_PRINTF(f, a)
+#define MTLI_UNUSED
+#endif
+
+#define MTLI_ALIGN 64 /* every buffer: cache line / AVX-512 aligned */
+
+/* ---- errors (error.c) ---------------------------------------------------- */
+
+/* Set the thread-local message and return `status`, so every failure path
+ * is one statement:  return mtli_fail(MTL_ERR_SHAPE, "task '%s': ...", ...); */
+mtl_status mtli_fail(mtl_status status, const char *fmt, ...) MTLI_PRINTF(2, 3);
+/* Prefix the current thread-local message with a context string
+ * ("loading 'x.mtl': ") and return `status` unchanged. */
+mtl_status mtli_fail_prefix(mtl_status status, const char *fmt, ...) MTLI_PRINTF(2, 3);
+
+/* Shorthand for argument checks. */
+#define MTLI_CHECK_ARG(cond, ...)                                                \
+    do {                                                                         \
+        if (!(cond)) return mtli_fail(MTL_ERR_INVALID_ARGUMENT, __VA_ARGS__);   \
+    } while (0)
+#define MTLI_TRY(expr)                                                           \
+    do {                                                                         \
+        mtl_status mtli_s_ = (expr);                                             \
+        if (mtli_s_ != MTL_OK) return mtli_s_;                                   \
+    } while (0)
+
+/* ---- settings copied from a context into every handle (context.c) -------- */
+
+typedef struct mtli_settings {
+    int64_t num_threads;
+    int64_t seed;
+    int64_t parallel_min_flops;
+    mtl_allocator allocator; /* alloc/free never NULL after mtli_settings_from */
+    mtl_log_fn log_fn;
+    void *log_user;
+    mtl_log_level log_min;
+} mtli_settings;
+
+/* Fill `s` from ctx (NULL = defaults). */
+void mtli_settings_from(mtli_settings *s, const mtl_context *ctx);
+void mtli_settings_defaults(mtli_settings *s);
+void mtli_allocator_defaults(mtl_allocator *a);
+
+/* ---- options (options.c): the one table of types, bounds ----------------- */
+/* Validate a value for `option` (task_family: an mtl_task_option). */
+mtl_status mtli_option_check_i64(int option, bool task_family, int64_t value);
+mtl_status mtli_option_check_f64(int option, bool task_family, double value);
+
+/* ---- memory (alloc.c) ---------------------------------------------------- */
+
+/* MTLI_ALIGN-aligned allocation through the settings' allocator.  Returns
+ * NULL on failure (and on size 0); callers turn that into
+ * MTL_ERR_OUT_OF_MEMORY with a message naming what was being allocated. */
+void *mtli_alloc(const mtli_settings *s, size_t size);
+void *mtli_calloc(const mtli_settings *s, size_t count, size_t size); /* overflow-checked, zeroed */
+void mtli_free(const mtli_settings *s, void *p);
+char *mtli_strdup(const mtli_settings *s, const char *str);
+/* Checked size arithmetic: false on overflow. */
+bool mtli_mul_size(size_t a, size_t b, size_t *out);
+bool mtli_add_size(size_t a, size_t b, size_t *out);
+
+/* ---- logging (context.c) ------------------------------------------------- */
+void mtli_log(const mtli_settings *s, mtl_log_level level, const char *fmt, ...) MTLI_PRINTF(3, 4);
+
+/* ---- counter-based RNG (rng.c) -------------------------------------------
+ * Every draw is a pure function of (seed, stream, counter), so a result
+ * never depends on call order or thread count.  Streams are assigned in
+ * rng.h-style constants below. */
+uint64_t mtli_rng_u64(uint64_t seed, uint64_t stream, uint64_t counter);
+/* Uniform in (0, 1), never 0 or 1. */
+double mtli_rng_uniform(uint64_t seed, uint64_t stream, uint64_t counter);
+/* Standard normal (Box-Muller on two counters 2c, 2c+1). */
+double mtli_rng_normal(uint64_t seed, uint64_t stream, uint64_t counter);
+
+enum {
+    MTLI_STREAM_INIT = 0x1000,     /* + parameter block index */
+    MTLI_STREAM_DROPOUT = 0x2000,  /* + layer index; counter = step * stride + element */
+    MTLI_STREAM_SHUFFLE = 0x3000,  /* counter = epoch << 32 | i */
+    MTLI_STREAM_WEIGHTING = 0x4000 /* RLW weights, PCGrad order */
+};
+
+/* ---- BLIS glue (blis_glue.c): every BLIS call goes through here ----------
+ * Row-major semantics: C[m x n] = alpha * op(A) * op(B) + beta * C, with
+ * op(A) m x k, op(B) k x n; ld* are row strides in elements.  Dimensions
+ * and strides are validated before BLIS sees them (BLIS aborts on bad
+ * arguments).  The thread count comes from the handle's settings, via a
+ * per-call rntm_t, and GEMMs under parallel_min_flops run on one thread. */
+typedef struct mtli_blas {
+    int64_t num_threads;
+    int64_t parallel_min_flops;
+} mtli_blas;
+
+void mtli_blas_init(mtli_blas *b, const mtli_settings *s);
+mtl_status mtli_gemm(const mtli_blas *b, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                     float alpha, const float *a, int64_t lda, const float *bm, int64_t ldb,
+                     float beta, float *c, int64_t ldc);
+/* y[m] = alpha * op(A) x + beta * y, A row-major m x n (op = A or A^T). */
+mtl_status mtli_gemv(const mtli_blas *b, bool trans_a, int64_t m, int64_t n, float alpha,
+                     const float *a, int64_t lda, const float *x, int64_t incx, float beta,
+                     float *y, int64_t incy);
+/* Make sure bli_init() ran (idempotent, thread-safe). */
+void mtli_blis_ensure_init(void);
+
+/* ---- model (model.c and friends) ----------------------------------------- */
+
+#define MTLI_MAX_NAME 255
+#define MTLI_MAX_UNITS ((int64_t)1 << 24)
+#define MTLI_MAX_LAYERS 64   /* per trunk or head */
+#define MTLI_MAX_TASKS 256
+
+/* Definition of one dense layer (what the user asked for; saved in files). */
+typedef struct mtli_layer_spec {
+    int64_t units;
+    mtl_activation act;
+    float dropout;
+    unsigned flags; /* MTL_LAYER_NORM */
+} mtli_layer_spec;
+
+/* Where a finalized dense layer lives in the flat parameter buffer. */
+typedef struct mtli_layer {
+    int64_t fan_in, fan_out;
+    mtl_activation act;
+    float dropout;
+    bool layer_norm;
+    int64_t w_off, ldw; /* weight: fan_in x fan_out view, row stride ldw */
+    int64_t b_off;      /* bias: fan_out */
+    int64_t gain_off, shift_off; /* layer norm (if layer_norm), fan_out each */
+} mtli_layer;
+
+typedef struct mtli_task {
+    char *name;
+    char *unit;        /* may be NULL */
+    char *description; /* may be NULL */
+    mtl_task_type type;
+    mtl_loss loss;
+    int64_t n_outputs;  /* regression/binary: outputs; multiclass: K */
+    int64_t n_targets;  /* target columns: n_outputs, or 1 for multiclass */
+    int64_t target_col; /* first column in the target matrix */
+    int64_t output_col; /* first column in the output matrix */
+    double loss_weight;
+    double huber_delta;
+    bool standardize;
+    bool log_target;
+    int64_t n_hidden;
+    mtli_layer_spec *hidden_spec; /* n_hidden */
+    /* finalized */
+    mtli_layer *layers; /* n_hidden + 1 (last = output layer) */
+} mtli_task;
+
+/* Fitted scalers and domain (all NULL until mtl_model_fit_scalers). */
+typedef struct mtli_scalers {
+    bool fitted;
+    float *x_mean, *x_scale;      /* n_inputs: x' = (x - mean) / scale */
+    float *x_min, *x_max;         /* n_inputs: training-data domain */
+    float *y_mean, *y_scale;      /* target_width: y' = (f(y) - mean) / scale, f = ln if log_target */
+} mtli_scalers;
+
+typedef struct mtli_kv {
+    char *key, *value;
+} mtli_kv;
+
+struct mtl_model {
+    mtli_settings settings;
+    mtli_blas blas;
+    bool finalized;
+    int64_t n_inputs;
+
+    int64_t n_trunk;
+    mtli_layer_spec *trunk_spec;   /* n_trunk (capacity MTLI_MAX_LAYERS) */
+    int64_t n_tasks;
+    mtli_task *tasks;              /* n_tasks (capacity MTLI_MAX_TASKS) */
+    int64_t target_width, output_width;
+
+    /* finalized: one 64-byte aligned flat buffer; layers are views */
+    float *params;
+    int64_t n_params;
+    mtli_layer *trunk;             /* n_trunk */
+    int64_t embed_width;           /* trunk output width */
+    int64_t fused_width;           /* sum over tasks of their first head layer's width */
+
+    mtli_scalers scalers;
+    char **feature_names;          /* n_inputs entries, each may be NULL; array may be NULL */
+    int64_t n_meta;
+    mtli_kv *meta;
+};
+
+
+/* ---- data sets (dataset.c) ------------------------------------------------ */
+
+/* Storage shared by a data set and its views (reference counted). */
+typedef struct mtli_dataset_store {
+    mtli_settings settings;
+    int64_t refcount;          /* handles using it; freed at 0 */
+    bool owned;                /* arrays below were allocated by libmtl */
+    int64_t n_rows, n_inputs, n_targets;
+    const float *x; int64_t ldx;
+    const float *y; int64_t ldy;           /* may be NULL */
+    const uint8_t *mask; int64_t ldmask;   /* may be NULL */
+    const float *sample_weight;            /* may be NULL */
+} mtli_dataset_store;
+
+struct mtl_dataset {
+    mtli_dataset_store *store;
+    int64_t n_rows;
+    int64_t *rows; /* NULL = identity view of the store; else n_rows indices */
+};
+
+/* Row r of a data set (through the view's index map). */
+static inline int64_t mtli_dataset_row(const mtl_dataset *ds, int64_t r)
+{
+    return ds->rows ? ds->rows[r] : r;
+}
+
+/* ---- optimisers (optim.c) -------------------------------------------------
+ * Updates run over the flat parameter buffer in vectorisable loops; a
+ * range list carries per-task learning-rate multipliers. */
+typedef struct mtli_optim_config {
+    mtl_optimizer kind;
+    double momentum;
+    bool nesterov;
+    double beta1, beta2, eps;
+    double weight_decay;
+} mtli_optim_config;
+
+typedef struct mtli_range {
+    int64_t begin, end; /* [begin, end) in the flat buffer */
+    float lr_scale;
+} mtli_range;
+
+typedef struct mtli_optim_state {
+    float *m; /* first moment / SGD velocity, n_params (NULL if unused) */
+    float *v; /* second moment, n_params (NULL if unused) */
+    int64_t t; /* updates applied (Adam bias correction) */
+} mtli_optim_state;
+
+mtl_status mtli_optim_state_create(mtli_optim_state *st, const mtli_settings *s, int64_t n_params);
+void mtli_optim_state_destroy(mtli_optim_state *st, const mtli_settings *s);
+/* One update with base learning rate `lr` over every range. */
+void mtli_optim_update(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
+                       const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges);
+
+/* ---- loss weighting (weighting.c) -----------------------------------------
+ * Every method turns T per-task signals into coefficients: rep_weights[t]
+ * multiplies task t's gradient on the shared representation z,
+ * head_weights[t] multiplies the gradient reaching task t's own head.
+ * Gradient-based methods need only the T x T Gram matrix of the per-task
+ * representation gradients (PCGrad, CAGrad, MGDA, ... are all linear
+ * combinations of the task gradients). */
+typedef struct mtli_weighting mtli_weighting; /* defined in weighting.c */
+
+typedef struct mtli_weighting_params {
+    mtl_weighting method;
+    double dwa_temperature;   /* default 2 */
+    double gradnorm_alpha;    /* default 1.5 */
+    double cagrad_c;          /* default 0.4 */
+    double learning_rate;     /* learned weights, default 0.025 (GradNorm) / 1e-3 ... */
+    uint64_t seed;
+} mtli_weighting_params;
+
+mtl_status mtli_weighting_create(mtli_weighting **out, const mtli_settings *s,
+                                 const mtli_weighting_params *p, int64_t n_tasks,
+                                 const double *loss_weights);
+void mtli_weighting_destroy(mtli_weighting *w, const mtli_settings *s);
+bool mtli_weighting_needs_gram(const mtli_weighting *w);
+/* losses: T current per-task losses (unweighted); gram: T x T or NULL;
+ * has_label[t]: task t has labels in this batch (others get weight 0). */
+mtl_status mtli_weighting_step(mtli_weighting *w, int64_t step, const double *losses,
+                               const double *gram, const bool *has_label,
+                               double *rep_weights, double *head_weights);
+/* Called with each finished epoch's mean training losses (DWA history). */
+void mtli_weighting_epoch_end(mtli_weighting *w, const double *epoch_losses);
+
+/* ---- trainer --------------------------------------------------------------
+ * Sections are owned by the module named; add fields only in your section. */
+typedef struct mtli_engine mtli_engine; /* forward/backward buffers, network code */
+
+struct mtl_trainer {
+    mtl_model *model;
+    mtli_settings settings;
+    mtli_blas blas;
+    int64_t max_batch;
+    int64_t n_tasks;
+
+    /* options (trainer_options.c) */
+    mtli_optim_config optim;
+    double learning_rate;
+    double clip_norm;
+    mtl_schedule schedule;
+    int64_t schedule_step_epochs;
+    double schedule_gamma;
+    int64_t warmup_steps;
+    double min_learning_rate;
+    int64_t plateau_patience;
+    int64_t batch_size, epochs;
+    int64_t early_stop_patience;
+    double early_stop_min_delta;
+    int64_t callback_every_steps;
+    mtli_weighting_params weighting_params;
+    bool diagnostics_on, affinity_on;
+    double *task_lr_mult; /* T */
+
+    /* engine (network code: trainer.c, forward/backward) */
+    mtli_engine *engine;
+    float *grads;          /* n_params, aligned */
+    mtli_range *ranges;    /* per-task lr ranges */
+    int64_t n_ranges;
+    double *last_losses;   /* T, last step */
+
+    /* optimiser and schedule state (optim.c, schedule.c) */
+    mtli_optim_state opt_state;
+    double lr_now;             /* learning rate used by the next step */
+    double plateau_best;
+    int64_t plateau_bad_epochs;
+    double lr_plateau_scale;
+    int64_t step_count;        /* optimiser steps taken */
+    int64_t total_steps_hint;  /* cosine schedule length, set by fit */
+
+    /* fit loop (fit.c) */
+    int64_t epoch;             /* epochs completed */
+    double elapsed_seconds;
+    double *epoch_losses[2];   /* [split][T] */
+    double *epoch_metrics;     /* cache; see fit.c */
+    int64_t best_epoch;        /* weighted validation loss */
+    double best_loss;
+    int64_t *task_best_epoch;  /* T */
+    double *task_best_loss;    /* T */
+    int64_t bad_epochs;
+    float *best_params;        /* n_params */
+
+    /* loss weighting and diagnostics (weighting.c, diagnostics.c) */
+    mtli_weighting *weighting;
+    double *diag_step;         /* see diagnostics.c */
+    double *diag_epoch;
+};
+
+/* Validate a batch (shapes, NaN/Inf inputs, Inf targets) for `model`. */
+mtl_status mtli_check_batch(const mtl_model *model, int64_t n, const float *x, int64_t ldx,
+                            const float *y, int64_t ldy, const uint8_t *mask, int64_t ldmask,
+                            const float *sample_weight);
+
+#endif /* MTL_INTERNAL_H */
