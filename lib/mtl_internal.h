@@ -292,6 +292,28 @@ mtl_status mtli_weighting_step(mtli_weighting *w, int64_t step, const double *lo
 /* Called with each finished epoch's mean training losses (DWA history). */
 void mtli_weighting_epoch_end(mtli_weighting *w, const double *epoch_losses);
 
+
+/* ---- trainer options, schedule (trainer_options.c, schedule.c) ----------- */
+/* Set every option of a new trainer to its documented default. */
+void mtli_trainer_options_defaults(mtl_trainer *t);
+/* After each optimiser step: advance counters, update lr_now. */
+void mtli_schedule_after_step(mtl_trainer *t);
+/* After each epoch (val_loss NaN when there is no validation set). */
+void mtli_schedule_after_epoch(mtl_trainer *t, double val_loss);
+
+/* ---- scalers (scalers.c) --------------------------------------------------
+ * Apply the model's fitted scalers (identity when not fitted).  Inputs:
+ * x' = (x - mean) / scale.  Targets: t' = (f(t) - mean) / scale with
+ * f = ln for log-target tasks; NaN (missing) stays NaN; regression only
+ * (class labels pass through).  Outputs: the inverse, regression columns
+ * of the output layout only, in place. */
+void mtli_scale_inputs(const mtl_model *m, int64_t n, const float *x, int64_t ldx, float *out, int64_t ldo);
+/* Fails (MTL_ERR_INVALID_ARGUMENT naming row, column and task) on a
+ * non-positive target of a log-target task. */
+mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int64_t ldy, float *out,
+                              int64_t ldo);
+void mtli_unscale_outputs(const mtl_model *m, int64_t n, float *out, int64_t ldo);
+
 /* ---- trainer --------------------------------------------------------------
  * Sections are owned by the module named; add fields only in your section. */
 typedef struct mtli_engine mtli_engine; /* forward/backward buffers, network code */
