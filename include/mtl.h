@@ -349,7 +349,11 @@ MTL_API int64_t mtl_model_param_block_count(const mtl_model *model);
 /** Block `i`: a rows x cols row-major matrix at `offset` with leading
  *  dimension `ld` in the flat buffer.  Names look like "trunk.0.weight",
  *  "task.G_act.hidden.0.bias", "task.G_act.out.weight",
- *  "trunk.1.norm.gain". */
+ *  "trunk.1.norm.gain".  A weight is fan_in x fan_out (y = x W + b),
+ *  except the first layer of each head ("hidden.0", or "out" when the head
+ *  has no hidden layer): it is stored fan_out x fan_in (y = x W^T + b), so
+ *  that the first layers of all heads form one matrix and run as one
+ *  product.  Biases and norm gains/shifts are 1 x units. */
 MTL_API mtl_status mtl_model_param_block(const mtl_model *model, int64_t i, const char **name,
                                          int64_t *offset, int64_t *rows, int64_t *cols, int64_t *ld);
 
@@ -397,7 +401,11 @@ MTL_API mtl_status mtl_dataset_get_targets(const mtl_dataset *ds, int64_t first,
  *  transparently).  Numbers are parsed independently of the C locale.
  *  Inputs and targets are chosen by column name; an empty or "NaN" target
  *  cell is a missing label.  Errors name the line and column.
- *  @param target_names may be NULL when n_targets is 0. */
+ *  The data set owns the parsed arrays.  See docs/csv-and-data.md.
+ *  @param target_names may be NULL when n_targets is 0.
+ *  @return MTL_ERR_NOT_FOUND (a name not in the header), MTL_ERR_FORMAT
+ *  (malformed text, a missing input, no data rows, a limit exceeded),
+ *  MTL_ERR_NON_FINITE (inf or beyond the float range), MTL_ERR_IO. */
 MTL_API mtl_status mtl_dataset_load_csv(mtl_dataset **out, const mtl_context *ctx, const char *path,
                                         const char *const *input_names, int64_t n_inputs,
                                         const char *const *target_names, int64_t n_targets,
@@ -596,7 +604,10 @@ MTL_API mtl_status mtl_trainer_diagnostic(const mtl_trainer *trainer, mtl_diagno
  * Files: models and checkpoints (docs/file-format.md)
  * ---------------------------------------------------------------------- */
 
-/** Metadata.  Keys and values are UTF-8, at most 64 KiB each. */
+/** Metadata.  Keys and values are UTF-8, at most 64 KiB each; keys are
+ *  non-empty, at most 4096 per model.  Setting an existing key replaces its
+ *  value in place; value NULL removes the key (absent: no-op).  Kept in the
+ *  order keys were first added (mtl_model_metadata_at). */
 MTL_API mtl_status mtl_model_set_metadata(mtl_model *model, const char *key, const char *value);
 /** @return MTL_ERR_NOT_FOUND if the key is absent.  *value stays valid
  *  until the model is changed or destroyed. */
@@ -604,19 +615,30 @@ MTL_API mtl_status mtl_model_get_metadata(const mtl_model *model, const char *ke
 MTL_API int64_t mtl_model_metadata_count(const mtl_model *model);
 MTL_API mtl_status mtl_model_metadata_at(const mtl_model *model, int64_t i, const char **key,
                                          const char **value);
+/** A task's unit (e.g. "kJ/mol") and description; NULL clears one.  The
+ *  getter's outputs may be NULL (not wanted) and receive NULL when unset. */
 MTL_API mtl_status mtl_model_set_task_text(mtl_model *model, int64_t task, const char *unit,
                                            const char *description);
 MTL_API mtl_status mtl_model_get_task_text(const mtl_model *model, int64_t task, const char **unit,
                                            const char **description);
+/** Name of input `feature` (NULL clears it); *name receives NULL when unset. */
 MTL_API mtl_status mtl_model_set_feature_name(mtl_model *model, int64_t feature, const char *name);
 MTL_API mtl_status mtl_model_get_feature_name(const mtl_model *model, int64_t feature, const char **name);
 
 /** Save an inference model atomically (temporary file, fsync, rename,
- *  directory fsync): a crash leaves the old file whole. */
+ *  directory fsync): a crash leaves the old file whole.  On failure
+ *  (MTL_ERR_IO with the path and the system's reason) an existing file is
+ *  untouched.  MTL_ERR_STATE if the model is not finalized.  The format is
+ *  little-endian binary, independent of host and locale
+ *  (docs/file-format.md). */
 MTL_API mtl_status mtl_model_save(const mtl_model *model, const char *path);
 /** Serialise into `buf` of `cap` bytes; *size receives the size needed.
  *  With buf == NULL (or cap too small: MTL_ERR_SHAPE) only *size is set. */
 MTL_API mtl_status mtl_model_save_buffer(const mtl_model *model, void *buf, size_t cap, size_t *size);
+/** Load a model (also the model of a checkpoint file), finalized, with the
+ *  settings of `ctx`.  The file is never trusted: a corrupt, truncated or
+ *  hostile file gives MTL_ERR_FORMAT with the byte offset in the message; a
+ *  file of a newer major format version gives MTL_ERR_VERSION. */
 MTL_API mtl_status mtl_model_load(mtl_model **out, const mtl_context *ctx, const char *path);
 MTL_API mtl_status mtl_model_load_buffer(mtl_model **out, const mtl_context *ctx, const void *buf,
                                          size_t size);
@@ -628,7 +650,8 @@ MTL_API mtl_status mtl_trainer_save_checkpoint(const mtl_trainer *trainer, const
 MTL_API mtl_status mtl_trainer_save_checkpoint_buffer(const mtl_trainer *trainer, void *buf,
                                                       size_t cap, size_t *size);
 /** Recreate model and trainer from a checkpoint.  Destroy the trainer
- *  before the model. */
+ *  before the model.  Options (the seed included) come from the file;
+ *  `ctx` supplies only the allocator, log and thread settings. */
 MTL_API mtl_status mtl_trainer_load_checkpoint(mtl_trainer **out, mtl_model **model_out,
                                                const mtl_context *ctx, const char *path);
 MTL_API mtl_status mtl_trainer_load_checkpoint_buffer(mtl_trainer **out, mtl_model **model_out,

@@ -147,6 +147,13 @@ typedef struct mtli_layer {
     int64_t w_off, ldw; /* weight: fan_in x fan_out view, row stride ldw */
     int64_t b_off;      /* bias: fan_out */
     int64_t gain_off, shift_off; /* layer norm (if layer_norm), fan_out each */
+    /* true for the first layer of every head: its weight is stored
+     * TRANSPOSED, fan_out x fan_in, contiguous (ldw = fan_in), and the
+     * first layers of all tasks follow each other, so together they form
+     * one (sum of widths) x embed_width matrix: the fused head GEMM reads
+     * it with trans_b, and each task's block stays contiguous (see
+     * mtli_task_param_spans). */
+    bool w_trans;
 } mtli_layer;
 
 typedef struct mtli_task {
@@ -167,6 +174,8 @@ typedef struct mtli_task {
     mtli_layer_spec *hidden_spec; /* n_hidden */
     /* finalized */
     mtli_layer *layers; /* n_hidden + 1 (last = output layer) */
+    int64_t fused_col;  /* first column of layers[0]'s block in the fused layer */
+    int64_t head_begin, head_end; /* [begin, end): every head parameter except layers[0]'s weight */
 } mtli_task;
 
 /* Fitted scalers and domain (all NULL until mtl_model_fit_scalers). */
@@ -204,7 +213,32 @@ struct mtl_model {
     char **feature_names;          /* n_inputs entries, each may be NULL; array may be NULL */
     int64_t n_meta;
     mtli_kv *meta;
+
+    /* finalized (model.c): the layout, described block by block */
+    int64_t fused_w_off;           /* fused first-head-layer weights: fused_width x embed_width */
+    int64_t n_blocks;
+    struct mtli_param_block *blocks; /* n_blocks, in buffer order */
 };
+
+/* Free the model's metadata, feature names and task units/descriptions and
+ * set them to NULL (metadata.c; mtl_model_destroy calls it). */
+void mtli_metadata_free(mtl_model *m);
+
+/* One named matrix of the flat parameter buffer (mtl_model_param_block). */
+typedef struct mtli_param_block {
+    char *name;
+    int64_t offset, rows, cols, ld;
+} mtli_param_block;
+
+/* Parameter layout (model.c), in buffer order:
+ *   trunk layer 0: weight (fan_in x fan_out), bias, [norm.gain, norm.shift]; layer 1 ...
+ *   fused block:   task 0's first head layer weight (h_0 x E, transposed), task 1's, ...
+ *   task 0 rest:   first-layer bias [, norm], hidden layer 1 weight, bias [, norm], ..., out
+ *   task 1 rest ...
+ * So task t owns exactly two contiguous spans: its rows of the fused block
+ * and [head_begin, head_end).  Writes them to spans[0..1] (begin, end) and
+ * returns 2. */
+int64_t mtli_task_param_spans(const mtl_model *m, int64_t task, int64_t spans[2][2]);
 
 
 /* ---- data sets (dataset.c) ------------------------------------------------ */
@@ -289,8 +323,62 @@ bool mtli_weighting_needs_gram(const mtli_weighting *w);
 mtl_status mtli_weighting_step(mtli_weighting *w, int64_t step, const double *losses,
                                const double *gram, const bool *has_label,
                                double *rep_weights, double *head_weights);
+/* The weights the next step would use, without moving any learned state
+ * (mtl_trainer_compute_gradients). */
+mtl_status mtli_weighting_peek(mtli_weighting *w, int64_t step, const double *losses,
+                               const double *gram, const bool *has_label, double *rep_weights,
+                               double *head_weights);
 /* Called with each finished epoch's mean training losses (DWA history). */
 void mtli_weighting_epoch_end(mtli_weighting *w, const double *epoch_losses);
+/* Take new method and hyper-parameters.  Every method's learned state is
+ * kept (a method switched back to resumes where it was). */
+mtl_status mtli_weighting_set_params(mtli_weighting *w, const mtli_weighting_params *p);
+/* Take new task loss weights (T values, finite, >= 0). */
+mtl_status mtli_weighting_set_loss_weights(mtli_weighting *w, const double *loss_weights);
+/* Uncertainty weighting: use Kendall's classification form for this task
+ * (loss L e^{-s} + s/2 instead of L e^{-s}/2 + s/2). */
+mtl_status mtli_weighting_set_classification(mtli_weighting *w, int64_t task, bool classification);
+/* The learned state for checkpoints (little-endian, fixed width; layout in
+ * weighting.c and docs/loss-weighting.md).  save: MTL_ERR_SHAPE if
+ * cap < state_size.  load: validates everything (MTL_ERR_FORMAT names the
+ * field; the task count must match) before changing w. */
+size_t mtli_weighting_state_size(const mtli_weighting *w);
+mtl_status mtli_weighting_save(const mtli_weighting *w, uint8_t *buf, size_t cap);
+mtl_status mtli_weighting_load(mtli_weighting *w, const uint8_t *buf, size_t n);
+
+/* ---- task-conflict diagnostics (diagnostics.c) -----------------------------
+ * A record holds one step's diagnostics, or an epoch's sums or means:
+ *   [0] steps with weights, [1] steps with gradient statistics,
+ *   [2] steps with affinity, [3] the trainer's epoch count when the
+ *   record's epoch began, then weights[T], grad norms[T], cosines[T*T],
+ *   conflicting pairs[1], affinity[T*T].
+ * trainer->diag_step is one record; trainer->diag_epoch two: the running
+ * epoch's sums, then the last finished epoch's means.  An epoch is
+ * finished when trainer->epoch has moved past the running record's. */
+size_t mtli_diag_record_size(int64_t n_tasks);
+mtl_status mtli_diag_create(mtl_trainer *t);  /* allocates diag_step and diag_epoch */
+void mtli_diag_destroy(mtl_trainer *t);
+/* cos_ij = G_ij / sqrt(G_ii G_jj); 0 for pairs with a zero gradient
+ * (the diagonal is 1 for a non-zero gradient). */
+void mtli_diag_cosine(int64_t n, const double *gram, double *cos);
+/* Pairs i < j with G_ij < 0 (a negative cosine) among non-zero gradients. */
+int64_t mtli_diag_conflicts(int64_t n, const double *gram);
+/* Record a step: weights (the step's rep weights), gram (may be NULL) for
+ * norms, cosines and conflicts, affinity (may be NULL). */
+void mtli_diag_record_step(mtl_trainer *t, const double *weights, const double *gram,
+                           const double *affinity);
+
+/* ---- the weighting stage of a step (trainer_weighting.c) ------------------ */
+/* mtl_trainer_create / destroy: the weighting state, diagnostics, scratch. */
+mtl_status mtli_trainer_weighting_init(mtl_trainer *t);
+void mtli_trainer_weighting_free(mtl_trainer *t);
+/* After the forward pass and the losses (t->last_losses, t->has_label):
+ * choose rep/head weights with the configured method and run the backward
+ * into t->grads.  step: a real optimiser step (moves learned weights,
+ * records diagnostics); else mtl_trainer_compute_gradients (moves nothing).
+ * mask/ldmask/sw: the batch's, for the affinity lookahead's losses. */
+mtl_status mtli_trainer_weighted_backward(mtl_trainer *t, bool step, const uint8_t *mask,
+                                          int64_t ldmask, const float *sw);
 
 
 /* ---- trainer options, schedule (trainer_options.c, schedule.c) ----------- */
@@ -298,8 +386,22 @@ void mtli_weighting_epoch_end(mtli_weighting *w, const double *epoch_losses);
 void mtli_trainer_options_defaults(mtl_trainer *t);
 /* After each optimiser step: advance counters, update lr_now. */
 void mtli_schedule_after_step(mtl_trainer *t);
-/* After each epoch (val_loss NaN when there is no validation set). */
-void mtli_schedule_after_epoch(mtl_trainer *t, double val_loss);
+/* After each epoch, once trainer->epoch counts it.  monitored_loss: the
+ * weighted validation loss, or the training loss without a validation set
+ * (NaN: no information, the plateau state is left alone). */
+void mtli_schedule_after_epoch(mtl_trainer *t, double monitored_loss);
+/* Recompute lr_now from the options and the schedule state. */
+void mtli_schedule_refresh(mtl_trainer *t);
+/* Rebuild trainer->ranges from task_lr_mult and the model layout. */
+mtl_status mtli_trainer_build_ranges(mtl_trainer *t);
+/* The training modules' share of a trainer (fit.c).  mtl_trainer_create
+ * calls mtli_trainer_training_init once model, settings, blas, max_batch
+ * and n_tasks are set: it sets every option to its default and allocates
+ * task_lr_mult, ranges, opt_state and the fit-loop fields.
+ * mtl_trainer_destroy calls mtli_trainer_training_free (safe on a zeroed
+ * or partly initialised trainer). */
+mtl_status mtli_trainer_training_init(mtl_trainer *t);
+void mtli_trainer_training_free(mtl_trainer *t);
 
 /* ---- scalers (scalers.c) --------------------------------------------------
  * Apply the model's fitted scalers (identity when not fitted).  Inputs:
@@ -313,6 +415,36 @@ void mtli_scale_inputs(const mtl_model *m, int64_t n, const float *x, int64_t ld
 mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int64_t ldy, float *out,
                               int64_t ldo);
 void mtli_unscale_outputs(const mtl_model *m, int64_t n, float *out, int64_t ldo);
+/* Free the fitted scalers (mtl_model_destroy calls it). */
+void mtli_scalers_free(mtl_model *m);
+
+/* ---- metrics (metrics.c) ---------------------------------------------------
+ * Per-task metrics from predictions already made (output layout, original
+ * units, as mtl_model_predict writes them) and the matching targets. */
+typedef struct mtli_eval_arrays {
+    int64_t n;
+    const float *pred; int64_t ldp;      /* n x output_width */
+    const float *y; int64_t ldy;         /* n x target_width, NaN = missing */
+    const uint8_t *mask; int64_t ldmask; /* may be NULL */
+    const float *w;                      /* sample weights, may be NULL (loss only) */
+} mtli_eval_arrays;
+/* out[T] as mtl_model_evaluate.  scratch: n * 16 bytes for ROC-AUC, may be
+ * NULL for every other metric. */
+mtl_status mtli_metric_compute(const mtl_model *m, const mtli_eval_arrays *a, mtl_metric metric,
+                               void *scratch, double *out);
+/* Predictions and targets of a data set, kept for several metrics.  The
+ * buffers are sized for `ds` at creation; run predicts every row (through
+ * `ws`, chunk by chunk) and gathers the targets. */
+typedef struct mtli_evaluator mtli_evaluator;
+mtl_status mtli_evaluator_create(mtli_evaluator **out, const mtl_model *m, const mtl_dataset *ds);
+void mtli_evaluator_destroy(mtli_evaluator *ev);
+mtl_status mtli_evaluator_run(mtli_evaluator *ev, const mtl_model *m, mtl_workspace *ws,
+                              const mtl_dataset *ds);
+mtl_status mtli_evaluator_metric(const mtli_evaluator *ev, const mtl_model *m, mtl_metric metric,
+                                 double *out);
+/* A data set fits the model (inputs, target columns; targets required if asked). */
+mtl_status mtli_check_dataset(const mtl_model *m, const mtl_dataset *ds, bool need_targets,
+                              const char *fn);
 
 /* ---- trainer --------------------------------------------------------------
  * Sections are owned by the module named; add fields only in your section. */
@@ -346,9 +478,14 @@ struct mtl_trainer {
     /* engine (network code: trainer.c, forward/backward) */
     mtli_engine *engine;
     float *grads;          /* n_params, aligned */
-    mtli_range *ranges;    /* per-task lr ranges */
+    mtli_range *ranges;    /* per-task lr ranges (task t's parameters: mtli_task_param_spans;
+                            * its first-layer weight is stored transposed, mtli_layer.w_trans) */
     int64_t n_ranges;
     double *last_losses;   /* T, last step */
+    double *rep_weights;   /* T: weights of the last step on the shared representation */
+    double *head_weights;  /* T: ... on each task's own head (FIXED: both = loss weights) */
+    bool *has_label;       /* T: task had observed labels in the last batch */
+    bool grads_valid;      /* grads hold the gradient of the last batch */
 
     /* optimiser and schedule state (optim.c, schedule.c) */
     mtli_optim_state opt_state;
@@ -363,18 +500,30 @@ struct mtl_trainer {
     int64_t epoch;             /* epochs completed */
     double elapsed_seconds;
     double *epoch_losses[2];   /* [split][T] */
-    double *epoch_metrics;     /* cache; see fit.c */
+    double *epoch_metrics;     /* [split][metric][T] cache; see fit.c */
+    int64_t metrics_epoch[2];  /* epoch whose metrics the cache holds, per split (-1: none) */
     int64_t best_epoch;        /* weighted validation loss */
     double best_loss;
     int64_t *task_best_epoch;  /* T */
     double *task_best_loss;    /* T */
     int64_t bad_epochs;
     float *best_params;        /* n_params */
+    float *epoch_params;       /* n_params: weights at the start of the current epoch */
+    float *batch_x, *batch_y;  /* max_batch x n_inputs / target_width: gathered mini-batch */
+    uint8_t *batch_mask;       /* max_batch x target_width (when the data set has a mask) */
+    float *batch_w;            /* max_batch (when the data set has sample weights) */
+    mtl_workspace *eval_ws;    /* validation passes (created by the first fit) */
+    const mtl_dataset *fit_data[2]; /* [split] during fit, for lazy metrics; else NULL */
 
-    /* loss weighting and diagnostics (weighting.c, diagnostics.c) */
+    /* loss weighting and diagnostics (weighting.c, diagnostics.c, trainer_weighting.c) */
     mtli_weighting *weighting;
     double *diag_step;         /* see diagnostics.c */
     double *diag_epoch;
+    double *step_gram;         /* T x T: Gram of the step's per-task representation gradients */
+    double *step_affinity;     /* T x T: lookahead affinity of the step */
+    double *lookahead_losses;  /* T */
+    bool *lookahead_labels;    /* T */
+    float *lookahead_z;        /* max_batch x embed width, allocated when affinity is first used */
 };
 
 /* Validate a batch (shapes, NaN/Inf inputs, Inf targets) for `model`. */

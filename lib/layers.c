@@ -1,0 +1,314 @@
+/* layers.c -- dense layer forward and backward: matrix products through the
+ * BLIS glue, elementwise work (bias, activations, layer norm, dropout) in
+ * plain loops.
+ *
+ * Elementwise loops are branch-free (selects, not ifs) and the activation
+ * switch sits outside the loops, so each loop is a straight line the
+ * compiler vectorises.  GCC 12's -O2 uses the "very cheap" vectoriser cost
+ * model, which refuses every loop whose trip count is not known at compile
+ * time; the pragma below lets this file's loops vectorise at -O2.
+ * Reductions over the batch (bias, norm gradients) run rows in order, so
+ * results never depend on the thread count. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
+
+#include "layers.h"
+
+#include <math.h>
+#include <string.h>
+
+#define GELU_C 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_A 0.044715f
+
+/* d gelu(v) / dv for the tanh approximation */
+static float gelu_grad(float v)
+{
+    const float t = tanhf(GELU_C * (v + GELU_A * v * v * v));
+    return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * v * v);
+}
+
+bool mtli_layer_needs_post(const mtli_layer *L)
+{
+    return L->layer_norm || L->act == MTL_ACT_GELU;
+}
+
+void mtli_zero_rows(float *a, int64_t rows, int64_t cols, int64_t ld)
+{
+    if (ld == cols) {
+        memset(a, 0, (size_t)(rows * cols) * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < rows; i++) memset(a + i * ld, 0, (size_t)cols * sizeof(float));
+}
+
+/* ---- matrix products ---------------------------------------------------------- */
+
+mtl_status mtli_dense_matmul(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m,
+                             const float *x, int64_t ldx, float *y, int64_t ldy)
+{
+    const float *W = params + L->w_off;
+    const int64_t k = L->fan_in, n = L->fan_out;
+    if (L->w_trans) { /* W is n x k */
+        if (m == 1) return mtli_gemv(b, false, n, k, 1.0f, W, L->ldw, x, 1, 0.0f, y, 1);
+        if (n == 1) return mtli_gemv(b, false, m, k, 1.0f, x, ldx, W, 1, 0.0f, y, ldy);
+        return mtli_gemm(b, false, true, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
+    }
+    /* W is k x n */
+    if (m == 1) return mtli_gemv(b, true, k, n, 1.0f, W, L->ldw, x, 1, 0.0f, y, 1);
+    if (n == 1) return mtli_gemv(b, false, m, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
+    return mtli_gemm(b, false, false, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
+}
+
+mtl_status mtli_dense_weight_grad(const mtli_blas *b, const mtli_layer *L, float *grads, int64_t m,
+                                  const float *x, int64_t ldx, const float *d, int64_t ldd)
+{
+    float *dW = grads + L->w_off;
+    const int64_t k = L->fan_in, n = L->fan_out;
+    if (n == 1) /* dw = Xᵀ·d: a gemv, not a 1-wide GEMM */
+        return mtli_gemv(b, true, m, k, 1.0f, x, ldx, d, ldd, 0.0f, dW, L->w_trans ? 1 : L->ldw);
+    if (L->w_trans) return mtli_gemm(b, true, false, n, k, m, 1.0f, d, ldd, x, ldx, 0.0f, dW, L->ldw);
+    return mtli_gemm(b, true, false, k, n, m, 1.0f, x, ldx, d, ldd, 0.0f, dW, L->ldw);
+}
+
+mtl_status mtli_dense_input_grad(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m,
+                                 const float *d, int64_t ldd, float alpha, float beta, float *dx,
+                                 int64_t lddx)
+{
+    const float *W = params + L->w_off;
+    const int64_t k = L->fan_in, n = L->fan_out;
+    if (n == 1) { /* rank one: dx[i][j] = alpha d[i] w[j] (+ beta dx[i][j]) */
+        const int64_t inc = L->w_trans ? 1 : L->ldw;
+        for (int64_t i = 0; i < m; i++) {
+            const float di = alpha * d[i * ldd];
+            float *row = dx + i * lddx;
+            if (beta == 0.0f)
+                for (int64_t j = 0; j < k; j++) row[j] = di * W[j * inc];
+            else
+                for (int64_t j = 0; j < k; j++) row[j] = di * W[j * inc] + beta * row[j];
+        }
+        return MTL_OK;
+    }
+    if (L->w_trans) return mtli_gemm(b, false, false, m, k, n, alpha, d, ldd, W, L->ldw, beta, dx, lddx);
+    return mtli_gemm(b, false, true, m, k, n, alpha, d, ldd, W, L->ldw, beta, dx, lddx);
+}
+
+/* ---- activations ----------------------------------------------------------------- */
+
+/* h = act(u) over one row; u and h may be the same array. */
+static void act_forward_row(mtl_activation act, int64_t n, const float *u, float *h)
+{
+    switch (act) {
+    case MTL_ACT_IDENTITY:
+        if (h != u) memcpy(h, u, (size_t)n * sizeof(float));
+        break;
+    case MTL_ACT_RELU:
+        for (int64_t j = 0; j < n; j++) h[j] = u[j] > 0.0f ? u[j] : 0.0f;
+        break;
+    case MTL_ACT_LEAKY_RELU:
+        for (int64_t j = 0; j < n; j++) h[j] = u[j] > 0.0f ? u[j] : MTLI_LEAKY_SLOPE * u[j];
+        break;
+    case MTL_ACT_TANH:
+        for (int64_t j = 0; j < n; j++) h[j] = tanhf(u[j]);
+        break;
+    case MTL_ACT_SIGMOID:
+        for (int64_t j = 0; j < n; j++) {
+            const float e = expf(-fabsf(u[j])); /* never overflows */
+            h[j] = (u[j] >= 0.0f ? 1.0f : e) / (1.0f + e);
+        }
+        break;
+    case MTL_ACT_GELU:
+        for (int64_t j = 0; j < n; j++) {
+            const float v = u[j];
+            h[j] = 0.5f * v * (1.0f + tanhf(GELU_C * (v + GELU_A * v * v * v)));
+        }
+        break;
+    case MTL_ACT_SOFTPLUS:
+        for (int64_t j = 0; j < n; j++) h[j] = fmaxf(u[j], 0.0f) + log1pf(expf(-fabsf(u[j])));
+        break;
+    }
+}
+
+/* d *= act'(u) over one row, from the activation output h (and, for GELU
+ * only, its input u). */
+static void act_backward_row(mtl_activation act, int64_t n, const float *u, const float *h, float *d)
+{
+    switch (act) {
+    case MTL_ACT_IDENTITY:
+        break;
+    case MTL_ACT_RELU:
+        for (int64_t j = 0; j < n; j++) d[j] = h[j] > 0.0f ? d[j] : 0.0f;
+        break;
+    case MTL_ACT_LEAKY_RELU:
+        for (int64_t j = 0; j < n; j++) d[j] *= h[j] > 0.0f ? 1.0f : MTLI_LEAKY_SLOPE;
+        break;
+    case MTL_ACT_TANH:
+        for (int64_t j = 0; j < n; j++) d[j] *= 1.0f - h[j] * h[j];
+        break;
+    case MTL_ACT_SIGMOID:
+        for (int64_t j = 0; j < n; j++) d[j] *= h[j] * (1.0f - h[j]);
+        break;
+    case MTL_ACT_GELU:
+        for (int64_t j = 0; j < n; j++) d[j] *= gelu_grad(u[j]);
+        break;
+    case MTL_ACT_SOFTPLUS: /* softplus'(u) = sigmoid(u) = 1 - exp(-softplus(u)) */
+        for (int64_t j = 0; j < n; j++) d[j] *= -expm1f(-h[j]);
+        break;
+    }
+}
+
+/* GELU after layer norm: its input u = g x̂ + s is rebuilt from x̂. */
+static void gelu_backward_norm_row(int64_t n, const float *xh, const float *g, const float *sh, float *d)
+{
+    for (int64_t j = 0; j < n; j++) d[j] *= gelu_grad(g[j] * xh[j] + sh[j]);
+}
+
+/* The common case in one pass: d *= act'(h) and db += d.  (ReLU's
+ * derivative and the bias gradient share the read of d.) */
+static void act_backward_bias_row(mtl_activation act, int64_t n, const float *h, float *restrict d,
+                                  float *restrict db)
+{
+    switch (act) {
+    case MTL_ACT_IDENTITY:
+        for (int64_t j = 0; j < n; j++) db[j] += d[j];
+        break;
+    case MTL_ACT_RELU:
+        for (int64_t j = 0; j < n; j++) {
+            const float g = h[j] > 0.0f ? d[j] : 0.0f;
+            d[j] = g;
+            db[j] += g;
+        }
+        break;
+    default:
+        act_backward_row(act, n, NULL, h, d);
+        for (int64_t j = 0; j < n; j++) db[j] += d[j];
+        break;
+    }
+}
+
+/* ---- dropout ------------------------------------------------------------------------- */
+
+uint64_t mtli_dropout_key(uint64_t seed, int64_t step, int64_t layer_id)
+{
+    /* One key per (step, layer); layer ids are < 2^16 (see engine.c). */
+    return mtli_rng_u64(seed, MTLI_STREAM_DROPOUT, ((uint64_t)step << 16) ^ (uint64_t)layer_id);
+}
+
+/* out = post * keep / q over row i; keep with probability q = 1 - p. */
+static void dropout_row(float p, uint64_t key, int64_t i, int64_t n, const float *post, float *out,
+                        uint8_t *mask)
+{
+    const double q = 1.0 - (double)p;
+    const uint64_t thr = (uint64_t)(q * 4294967296.0); /* keep iff the top 32 bits < thr */
+    const float scale = (float)(1.0 / q);
+    const uint64_t e0 = (uint64_t)i * (uint64_t)n; /* element index, independent of ld */
+    for (int64_t j = 0; j < n; j++) {
+        const uint8_t keep = (mtli_rng_u64(key, MTLI_STREAM_DROPOUT, e0 + (uint64_t)j) >> 32) < thr;
+        mask[j] = keep;
+        out[j] = keep ? post[j] * scale : 0.0f;
+    }
+}
+
+/* ---- forward epilogue -------------------------------------------------------------------- */
+
+/* Mean and 1/sqrt(var + eps) of a row (two passes, double accumulators, in
+ * order: deterministic). */
+static void row_stats(const float *a, int64_t n, float *mean, float *rstd)
+{
+    double s = 0.0;
+    for (int64_t j = 0; j < n; j++) s += a[j];
+    const double mu = s / (double)n;
+    double v = 0.0;
+    for (int64_t j = 0; j < n; j++) v += ((double)a[j] - mu) * ((double)a[j] - mu);
+    *mean = (float)mu;
+    *rstd = (float)(1.0 / sqrt(v / (double)n + (double)MTLI_LN_EPS));
+}
+
+void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, const mtli_slot *s, bool train,
+                       uint64_t dropout_key)
+{
+    const int64_t n = L->fan_out, ld = s->ld;
+    const float *restrict bias = params + L->b_off;
+    const bool drop = train && L->dropout > 0.0f;
+    for (int64_t i = 0; i < m; i++) {
+        float *pre = s->pre + i * ld;
+        float *post = s->post + i * ld;
+        for (int64_t j = 0; j < n; j++) pre[j] += bias[j];
+        if (L->layer_norm) {
+            const float *restrict g = params + L->gain_off;
+            const float *restrict sh = params + L->shift_off;
+            float mu, rstd;
+            row_stats(pre, n, &mu, &rstd);
+            if (s->rstd) { /* training: keep x̂ in pre for the backward pass */
+                s->rstd[i] = rstd;
+                for (int64_t j = 0; j < n; j++) {
+                    pre[j] = (pre[j] - mu) * rstd;
+                    post[j] = g[j] * pre[j] + sh[j];
+                }
+            } else {
+                for (int64_t j = 0; j < n; j++) post[j] = g[j] * ((pre[j] - mu) * rstd) + sh[j];
+            }
+            act_forward_row(L->act, n, post, post);
+        } else {
+            act_forward_row(L->act, n, pre, post);
+        }
+        if (drop) dropout_row(L->dropout, dropout_key, i, n, post, s->out + i * ld, s->mask + i * ld);
+    }
+}
+
+/* ---- backward epilogue ------------------------------------------------------------------- */
+
+/* Layer-norm backward of one row, in place: d = dL/du in, dL/d(pre) out. */
+static void norm_backward_row(int64_t n, const float *restrict xh, const float *restrict g, float rstd,
+                              float *restrict d, float *restrict dg, float *restrict ds)
+{
+    double s1 = 0.0, s2 = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        dg[j] += d[j] * xh[j];
+        ds[j] += d[j];
+        const float dxh = d[j] * g[j];
+        s1 += dxh;
+        s2 += (double)dxh * xh[j];
+        d[j] = dxh;
+    }
+    const float m1 = (float)(s1 / (double)n), m2 = (float)(s2 / (double)n);
+    for (int64_t j = 0; j < n; j++) d[j] = rstd * (d[j] - m1 - xh[j] * m2);
+}
+
+void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float *grads, int64_t m,
+                                const mtli_slot *s, bool train, float *d, int64_t ldd)
+{
+    const int64_t n = L->fan_out, ld = s->ld;
+    float *db = grads + L->b_off;
+    memset(db, 0, (size_t)n * sizeof(float));
+    const bool drop = train && L->dropout > 0.0f;
+    const float scale = drop ? (float)(1.0 / (1.0 - (double)L->dropout)) : 1.0f;
+    if (L->layer_norm) {
+        memset(grads + L->gain_off, 0, (size_t)n * sizeof(float));
+        memset(grads + L->shift_off, 0, (size_t)n * sizeof(float));
+    }
+    for (int64_t i = 0; i < m; i++) {
+        float *di = d + i * ldd;
+        const float *pre = s->pre + i * ld, *post = s->post + i * ld;
+        if (drop) {
+            const uint8_t *mk = s->mask + i * ld;
+            for (int64_t j = 0; j < n; j++) di[j] *= (float)mk[j] * scale;
+        }
+        if (!L->layer_norm) {
+            if (L->act == MTL_ACT_GELU) {
+                act_backward_row(L->act, n, pre, post, di);
+                for (int64_t j = 0; j < n; j++) db[j] += di[j];
+            } else {
+                act_backward_bias_row(L->act, n, post, di, db);
+            }
+            continue;
+        }
+        const float *g = params + L->gain_off, *sh = params + L->shift_off;
+        if (L->act == MTL_ACT_GELU)
+            gelu_backward_norm_row(n, pre, g, sh, di);
+        else
+            act_backward_row(L->act, n, NULL, post, di);
+        norm_backward_row(n, pre, g, s->rstd[i], di, grads + L->gain_off, grads + L->shift_off);
+        for (int64_t j = 0; j < n; j++) db[j] += di[j];
+    }
+}

@@ -1,0 +1,76 @@
+/* layers.h -- one dense layer, forward and backward, shared by training
+ * (engine.c) and inference (predict.c).
+ *
+ * A layer computes, row by row,
+ *     pre  = X·W + b                      (matrix product: BLIS)
+ *     u    = g ⊙ norm(pre) + s            (optional layer normalisation)
+ *     post = act(u)
+ *     out  = dropout(post)                (training only)
+ * and the next layer reads `out`.  Where a buffer is not needed the slot's
+ * pointers alias (post == pre: activation in place; out == post: no
+ * dropout), so ReLU layers without norm or dropout keep one buffer.
+ *
+ * Backward turns dL/d(out) into dL/d(pre) in place (one pass per row that
+ * also accumulates the bias gradient, in a fixed row order), then the
+ * weight gradient dW = Xᵀ·d and input gradient dX = d·Wᵀ are GEMMs.
+ * Weights stored transposed (mtli_layer.w_trans: the fused first head
+ * layers) swap the transposes; BLIS packs either way at no cost. */
+#ifndef MTL_LAYERS_H
+#define MTL_LAYERS_H
+
+#include "mtl_internal.h"
+
+#define MTLI_LN_EPS 1e-5f
+#define MTLI_LEAKY_SLOPE 0.01f
+
+/* Buffers of one layer for m rows (row stride ld).  Inference: pre == post
+ * == out and no rstd/mask.  Training: pre holds x̂ (the normalised value)
+ * when the layer normalises; rstd[i] = 1/sqrt(var_i + eps). */
+typedef struct mtli_slot {
+    float *pre;
+    float *post;
+    float *out;
+    float *rstd;   /* m, layer norm in training; else NULL */
+    uint8_t *mask; /* m x ld, dropout keep flags in training; else NULL */
+    int64_t ld;
+} mtli_slot;
+
+/* Does this layer, in training, need post separate from pre?  (Layer norm
+ * keeps x̂ in pre; GELU's derivative needs its input.) */
+bool mtli_layer_needs_post(const mtli_layer *L);
+
+/* y[m x fan_out] = X·W, X m x fan_in with row stride ldx.  A GEMM, or a
+ * gemv when m == 1 (batch-1 predict) or fan_out == 1 (1-unit outputs: no
+ * 1-wide GEMM). */
+mtl_status mtli_dense_matmul(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m,
+                             const float *x, int64_t ldx, float *y, int64_t ldy);
+
+/* Per-(seed, step, layer) key of a dropout mask; element e of the mask is
+ * then a pure function of (key, e): reproducible, thread-count independent. */
+uint64_t mtli_dropout_key(uint64_t seed, int64_t step, int64_t layer_id);
+
+/* After mtli_dense_matmul wrote s->pre: bias, norm, activation and, when
+ * `train` and L->dropout > 0, dropout (s->out, s->mask).  Without dropout
+ * s->out must equal s->post. */
+void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, const mtli_slot *s, bool train,
+                       uint64_t dropout_key);
+
+/* d (m x fan_out, row stride ldd): dL/d(out) in, dL/d(pre) out.  Writes the
+ * bias gradient (and norm gain/shift gradients) of L into grads (assigned,
+ * not accumulated).  `train` must match the forward pass. */
+void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float *grads, int64_t m,
+                                const mtli_slot *s, bool train, float *d, int64_t ldd);
+
+/* grads[W] = Xᵀ·d (assigned). */
+mtl_status mtli_dense_weight_grad(const mtli_blas *b, const mtli_layer *L, float *grads, int64_t m,
+                                  const float *x, int64_t ldx, const float *d, int64_t ldd);
+
+/* dx (m x fan_in, row stride lddx) = d·Wᵀ, scaled: dx = alpha·d·Wᵀ + beta·dx. */
+mtl_status mtli_dense_input_grad(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m,
+                                 const float *d, int64_t ldd, float alpha, float beta, float *dx,
+                                 int64_t lddx);
+
+/* Zero a rows x cols block with row stride ld. */
+void mtli_zero_rows(float *a, int64_t rows, int64_t cols, int64_t ld);
+
+#endif /* MTL_LAYERS_H */

@@ -1,0 +1,24 @@
+/*
+ * model_io.h -- the model sections of a file, shared by model files
+ * (model_io.c) and checkpoints (checkpoint_io.c).
+ */
+#ifndef MTL_MODEL_IO_H
+#define MTL_MODEL_IO_H
+
+#include "file_format.h"
+
+/* Write ARCH, PARAMS and, when set, SCALERS, FEATURES and METADATA. */
+void mtli_model_write_sections(mtli_writer *w, const mtl_model *m);
+/* Build a finalized model from the model sections of a verified file:
+ * through the definition API, then parameters, scalers and text. */
+mtl_status mtli_model_read_sections(mtl_model **out, const mtl_context *ctx, const mtli_file *f);
+
+/* A vector with the layout of the parameter buffer (parameters, optimiser
+ * moments, best parameters) in the file's canonical order: layer by layer
+ * (trunk, then each task's head, output layer last), each as weight
+ * (fan_in x fan_out, row-major), bias, then norm gain and shift if any. */
+void mtli_w_param_vector(mtli_writer *w, const mtl_model *m, const float *v);
+/* Read one such vector of m->n_params values into v (all must be finite). */
+mtl_status mtli_r_param_vector(mtli_reader *r, const mtl_model *m, const char *field, float *v);
+
+#endif /* MTL_MODEL_IO_H */
