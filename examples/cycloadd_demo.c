@@ -71,6 +71,10 @@ typedef struct config {
     int64_t plateau_patience;
     unsigned models;       /* 1: single-task, 2: multi-task, 3: both */
     bool torch_init;       /* re-draw weights as PyTorch's nn.Linear does */
+    mtl_loss loss;         /* of every task */
+    double huber_delta;    /* in standardised target units */
+    unsigned layer_flags;  /* trunk layers: MTL_LAYER_NORM or 0 */
+    mtl_activation act;    /* trunk and head hidden layers */
     bool quick, verbose;
 } config;
 
@@ -93,6 +97,9 @@ static config default_config(void)
         .schedule = MTL_SCHEDULE_CONSTANT,
         .plateau_patience = 5,
         .models = 3,
+        .loss = MTL_LOSS_MSE,
+        .huber_delta = 1.0,
+        .act = MTL_ACT_RELU,
     };
     return c;
 }
@@ -163,6 +170,13 @@ static config parse_args(int argc, char **argv)
         else if (!strcmp(a, "--max-train")) c.max_train = atoll(v);
         else if (!strcmp(a, "--plateau")) c.plateau_patience = atoll(v);
         else if (!strcmp(a, "--init")) c.torch_init = !strcmp(v, "torch");
+        else if (!strcmp(a, "--loss"))
+            c.loss = !strcmp(v, "huber") ? MTL_LOSS_HUBER : !strcmp(v, "mae") ? MTL_LOSS_MAE : MTL_LOSS_MSE;
+        else if (!strcmp(a, "--delta")) c.huber_delta = atof(v);
+        else if (!strcmp(a, "--norm")) c.layer_flags = atoi(v) ? MTL_LAYER_NORM : 0u;
+        else if (!strcmp(a, "--act"))
+            c.act = !strcmp(v, "gelu") ? MTL_ACT_GELU : !strcmp(v, "leaky") ? MTL_ACT_LEAKY_RELU
+                  : !strcmp(v, "tanh") ? MTL_ACT_TANH : MTL_ACT_RELU;
         else if (!strcmp(a, "--schedule"))
             c.schedule = !strcmp(v, "cosine") ? MTL_SCHEDULE_COSINE
                          : !strcmp(v, "plateau") ? MTL_SCHEDULE_PLATEAU : MTL_SCHEDULE_CONSTANT;
@@ -306,13 +320,15 @@ static result train_model(const config *c, const data *d, int64_t seed, unsigned
     mtl_model *m = NULL;
     CHECK(mtl_model_create(&m, ctx, N_FEATURES));
     for (int k = 0; k < c->n_trunk; k++)
-        CHECK(mtl_model_add_trunk_layer(m, c->trunk[k], MTL_ACT_RELU, c->trunk_dropout[k], 0));
+        CHECK(mtl_model_add_trunk_layer(m, c->trunk[k], c->act, c->trunk_dropout[k], c->layer_flags));
     int64_t n_tasks = 0, first_col = -1;
     for (int col = 0; col < N_TARGETS; col++) {
         if (!(which & (1u << col))) continue;
         int64_t t;
         CHECK(mtl_model_add_task(m, target_names[col], MTL_TASK_REGRESSION, 1, &t));
-        if (c->head > 0) CHECK(mtl_model_add_head_layer(m, t, c->head, MTL_ACT_RELU, 0.0f, 0));
+        if (c->head > 0) CHECK(mtl_model_add_head_layer(m, t, c->head, c->act, 0.0f, 0));
+        CHECK(mtl_model_set_task_i64(m, t, MTL_TASK_OPT_LOSS, c->loss));
+        if (c->loss == MTL_LOSS_HUBER) CHECK(mtl_model_set_task_f64(m, t, MTL_TASK_OPT_HUBER_DELTA, c->huber_delta));
         if (which == 3u) CHECK(mtl_model_set_task_f64(m, t, MTL_TASK_OPT_LOSS_WEIGHT, c->loss_weight[col]));
         if (first_col < 0) first_col = col;
         n_tasks++;
@@ -443,9 +459,19 @@ int main(int argc, char **argv)
     printf("delta_m %+.2f %%  (positive: the shared trunk helps)\n", delta_m);
     printf("epochs: %lld single-task, %lld multi-task; training %.1f s, total %.1f s\n",
            (long long)epochs_single, (long long)epochs_multi, train_seconds, seconds);
-    printf("{\"demo\":\"cycloadd\",\"seeds\":%d,\"single\":{\"G_act\":%.4f,\"G_r\":%.4f},"
-           "\"multi\":{\"G_act\":%.4f,\"G_r\":%.4f},\"delta_m\":%.4f,\"seconds\":%.2f}\n",
-           c.seeds, single[0], single[1], multi[0], multi[1], delta_m, seconds);
+    /* The last line: one JSON object (means over the seeds; null where not run). */
+    char num[5][32];
+    const double vals[5] = { single[0], single[1], multi[0], multi[1], delta_m };
+    for (int k = 0; k < 5; k++) {
+        const bool ran = k == 4 ? c.models == 3u : (c.models & (k < 2 ? 1u : 2u)) != 0;
+        if (ran && isfinite(vals[k]))
+            snprintf(num[k], sizeof num[k], "%.4f", vals[k]);
+        else
+            snprintf(num[k], sizeof num[k], "null");
+    }
+    printf("{\"demo\":\"cycloadd\",\"seeds\":%d,\"single\":{\"G_act\":%s,\"G_r\":%s},"
+           "\"multi\":{\"G_act\":%s,\"G_r\":%s},\"delta_m\":%s,\"seconds\":%.2f}\n",
+           c.seeds, num[0], num[1], num[2], num[3], num[4], seconds);
     free_data(&d);
 
     if (c.quick) {

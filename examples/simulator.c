@@ -196,6 +196,7 @@ typedef struct surrogate {
     const mtl_model *model;    /* shared, const: many threads predict from it */
     mtl_workspace *ws;         /* this thread's own scratch, created once */
     const reactor_run *run;
+    int64_t col[N_STEPS];      /* output column of each step's task */
     double last_k[N_STEPS];    /* last good rate constants: the fallback */
     bool have_last;
     int64_t calls, failures;
@@ -212,7 +213,7 @@ static void model_rates(void *user, double t, double k[N_STEPS])
     s->calls++;
     mtl_status st = mtl_model_predict(s->model, s->ws, 1, x, N_FEATURES, ln_k, N_STEPS);
     if (st == MTL_OK) {
-        for (int i = 0; i < N_STEPS; i++) k[i] = s->last_k[i] = exp((double)ln_k[i]);
+        for (int i = 0; i < N_STEPS; i++) k[i] = s->last_k[i] = exp((double)ln_k[s->col[i]]);
         s->have_last = true;
         return;
     }
@@ -464,48 +465,16 @@ static void train_and_save(const config *c, const char *path, float probe_x[N_PR
     mtl_context_destroy(ctx);
 }
 
-/* ---- 3. the integration threads ----------------------------------------------------- */
+/* ---- 2. host start-up: load once, check what was loaded ------------------------------- */
 
-typedef struct worker {
-    pthread_t thread;
-    surrogate sur;       /* its workspace was created before the thread started */
-    int first_run, stride;
-    int64_t rk4_steps;
-    double *traj[N_RUNS];
-} worker;
-
-static void *worker_main(void *arg)
+static mtl_model *load_model(const char *path)
 {
-    worker *w = arg;
-    for (int r = w->first_run; r < N_RUNS; r += w->stride) {
-        w->sur.run = &runs[r];
-        rk4(model_rates, &w->sur, runs[r].t_end, w->rk4_steps, w->traj[r]);
-    }
-    return NULL;
-}
-
-static double max_abs_diff(const double *a, const double *b, int64_t n)
-{
-    double m = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        const double d = fabs(a[i] - b[i]);
-        if (!(d <= m)) m = d; /* NaN propagates as the maximum */
-    }
-    return m;
-}
-
-static int host(const config *c, const char *path, const float probe_x[N_PROBE * N_FEATURES],
-                const float probe_y[N_PROBE * N_STEPS])
-{
-    int failures = 0;
-
-    /* 2. start-up: an allocator hook to watch allocations, the model loaded
-     * once, one workspace per thread (batch size 1). */
     mtl_allocator counting = MTL_ALLOCATOR_INIT;
     counting.alloc = counting_alloc;
     counting.free = counting_free;
     mtl_context *ctx = NULL;
     CHECK(mtl_context_create(&ctx, &counting));
+    CHECK(mtl_context_set_i64(ctx, MTL_OPT_NUM_THREADS, 1)); /* the host runs its own threads */
     mtl_model *model = NULL;
     CHECK(mtl_model_load(&model, ctx, path));
     mtl_context_destroy(ctx); /* handles copied its settings */
@@ -520,21 +489,50 @@ static int host(const config *c, const char *path, const float probe_x[N_PROBE *
         printf(" %s [%s]", name, unit);
     }
     printf("\n");
+    return model;
+}
 
-    /* The reloaded model predicts exactly what the trained one did. */
-    {
-        mtl_workspace *ws = NULL;
-        float again[N_PROBE * N_STEPS];
-        CHECK(mtl_workspace_create(&ws, model, N_PROBE));
-        CHECK(mtl_model_predict(model, ws, N_PROBE, probe_x, N_FEATURES, again, N_STEPS));
-        mtl_workspace_destroy(ws);
-        const bool same = memcmp(again, probe_y, sizeof again) == 0;
-        printf("reload: predictions %s the trained model's\n", same ? "bitwise equal to" : "DIFFER from");
-        if (!same) failures++;
+/* The output column of each reaction step's task, found by name (a
+ * retrained model may order its tasks differently).  Returns the number
+ * of problems. */
+static int check_layout(const mtl_model *model, int64_t col[N_STEPS])
+{
+    if (mtl_model_input_count(model) != N_FEATURES || mtl_model_output_width(model) != N_STEPS) {
+        printf("the model has %lld inputs and %lld outputs; this host needs %d and %d\n",
+               (long long)mtl_model_input_count(model), (long long)mtl_model_output_width(model), N_FEATURES,
+               N_STEPS);
+        return 1;
     }
+    for (int i = 0; i < N_STEPS; i++) {
+        int64_t task;
+        if (mtl_model_find_task(model, laws[i].name, &task) != MTL_OK ||
+            mtl_model_task_columns(model, task, NULL, &col[i]) != MTL_OK) {
+            printf("the model has no usable task '%s': %s\n", laws[i].name, mtl_last_error_message());
+            return 1;
+        }
+    }
+    return 0;
+}
 
-    /* Before running, check that each run's conditions lie inside the
-     * training data (the ramp is linear, so its two ends suffice). */
+/* The reloaded model predicts exactly what the trained one did. */
+static int check_reload(const mtl_model *model, const float probe_x[N_PROBE * N_FEATURES],
+                        const float probe_y[N_PROBE * N_STEPS])
+{
+    mtl_workspace *ws = NULL;
+    float again[N_PROBE * N_STEPS];
+    CHECK(mtl_workspace_create(&ws, model, N_PROBE));
+    CHECK(mtl_model_predict(model, ws, N_PROBE, probe_x, N_FEATURES, again, N_STEPS));
+    mtl_workspace_destroy(ws);
+    const bool same = memcmp(again, probe_y, sizeof again) == 0;
+    printf("reload: predictions %s the trained model's\n", same ? "bitwise equal to" : "DIFFER from");
+    return same ? 0 : 1;
+}
+
+/* Every run's conditions must lie inside the training data (the ramp is
+ * linear, so its two ends suffice). */
+static int check_domains(const mtl_model *model)
+{
+    int problems = 0;
     for (int r = 0; r < N_RUNS; r++) {
         float ends[2 * N_FEATURES];
         int64_t outside[2];
@@ -543,54 +541,99 @@ static int host(const config *c, const char *path, const float probe_x[N_PROBE *
         CHECK(mtl_model_check_domain(model, 2, ends, N_FEATURES, outside));
         if (outside[0] || outside[1]) {
             printf("run %d leaves the training domain: the surrogate would extrapolate\n", r);
-            failures++;
+            problems++;
         }
     }
+    return problems;
+}
 
-    const int n_workers = c->threads < N_RUNS ? c->threads : N_RUNS;
-    const int64_t n_points = (c->rk4_steps + 1) * N_SPECIES;
-    worker *workers = calloc((size_t)n_workers, sizeof *workers);
-    double *traj_model = xmalloc((size_t)N_RUNS * (size_t)n_points * sizeof(double));
-    double *traj_exact = xmalloc((size_t)N_RUNS * (size_t)n_points * sizeof(double));
-    if (!workers) return 1;
-    for (int i = 0; i < n_workers; i++) {
-        worker *w = &workers[i];
-        w->sur.model = model;
-        CHECK(mtl_workspace_create(&w->sur.ws, model, 1));
-        w->first_run = i;
-        w->stride = n_workers;
-        w->rk4_steps = c->rk4_steps;
-        for (int r = 0; r < N_RUNS; r++) w->traj[r] = traj_model + (size_t)r * (size_t)n_points;
+/* ---- 3. integrate on several threads ------------------------------------------------ */
+
+typedef struct worker {
+    pthread_t thread;
+    surrogate sur;       /* its workspace is created before the thread starts */
+    int first_run, stride;
+    int64_t rk4_steps;
+    double *traj;        /* N_RUNS trajectories of (rk4_steps + 1) x N_SPECIES */
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    const size_t points = (size_t)(w->rk4_steps + 1) * N_SPECIES;
+    for (int r = w->first_run; r < N_RUNS; r += w->stride) {
+        w->sur.run = &runs[r];
+        rk4(model_rates, &w->sur, runs[r].t_end, w->rk4_steps, w->traj + (size_t)r * points);
     }
+    return NULL;
+}
 
-    /* 3. integrate: the counter must not move while the threads run. */
+/* Integrate every run with the model as rate law; the allocation counter
+ * must not move while the threads run.  Returns the number of problems. */
+static int integrate_with_model(const config *c, worker *workers, int n_workers, double *traj)
+{
     const long allocs_before = atomic_load(&n_allocs);
     const double t0 = now_seconds();
-    for (int i = 0; i < n_workers; i++)
+    for (int i = 0; i < n_workers; i++) {
+        workers[i].first_run = i;
+        workers[i].stride = n_workers;
+        workers[i].rk4_steps = c->rk4_steps;
+        workers[i].traj = traj;
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             fprintf(stderr, "pthread_create failed\n");
-            return 1;
+            exit(1);
         }
-    int64_t calls = 0, predict_failures = 0;
+    }
+    int64_t calls = 0, failures = 0;
     for (int i = 0; i < n_workers; i++) {
         pthread_join(workers[i].thread, NULL);
         calls += workers[i].sur.calls;
-        predict_failures += workers[i].sur.failures;
+        failures += workers[i].sur.failures;
     }
-    const double integrate_s = now_seconds() - t0;
-    const long allocs_during = atomic_load(&n_allocs) - allocs_before;
+    const double seconds = now_seconds() - t0;
+    const long allocs = atomic_load(&n_allocs) - allocs_before;
     printf("integrated %d runs x %lld RK4 steps on %d thread%s: %lld predict calls in %.3f s, "
            "%ld allocations during integration\n",
-           N_RUNS, (long long)c->rk4_steps, n_workers, n_workers == 1 ? "" : "s", (long long)calls,
-           integrate_s, allocs_during);
-    if (allocs_during != 0 || predict_failures != 0) failures++;
+           N_RUNS, (long long)c->rk4_steps, n_workers, n_workers == 1 ? "" : "s", (long long)calls, seconds,
+           allocs);
+    return (allocs != 0) + (failures != 0);
+}
 
-    /* 4. compare with the exact rate law integrated the same way. */
+/* Run the last reactor again on this thread alone: with its own workspace
+ * each thread gets exactly the numbers a single thread would. */
+static int check_thread_independence(const config *c, surrogate *s, const double *traj_model)
+{
+    const size_t points = (size_t)(c->rk4_steps + 1) * N_SPECIES;
+    double *again = xmalloc(points * sizeof(double));
+    s->run = &runs[N_RUNS - 1];
+    rk4(model_rates, s, runs[N_RUNS - 1].t_end, c->rk4_steps, again);
+    const bool same = memcmp(again, traj_model + (N_RUNS - 1) * points, points * sizeof(double)) == 0;
+    printf("run %d again on one thread: %s\n", N_RUNS - 1, same ? "bitwise identical" : "DIFFERENT");
+    free(again);
+    return same ? 0 : 1;
+}
+
+static double max_abs_diff(const double *a, const double *b, int64_t n)
+{
+    double m = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = fabs(a[i] - b[i]);
+        if (!(d <= m)) m = d; /* NaN propagates as the maximum */
+    }
+    return m;
+}
+
+/* ---- 4. compare with the exact rate law; measure the cost ----------------------------- */
+
+static int compare_with_exact(const config *c, const double *traj_model, double *traj_exact)
+{
+    const int64_t points = (c->rk4_steps + 1) * N_SPECIES;
     double worst = 0.0;
     for (int r = 0; r < N_RUNS; r++) {
-        double *e = traj_exact + (size_t)r * (size_t)n_points, *m = traj_model + (size_t)r * (size_t)n_points;
+        const double *m = traj_model + r * points;
+        double *e = traj_exact + r * points;
         rk4(exact_rates, (void *)&runs[r], runs[r].t_end, c->rk4_steps, e);
-        const double err = max_abs_diff(m, e, n_points);
+        const double err = max_abs_diff(m, e, points);
         const double *end = e + c->rk4_steps * N_SPECIES;
         printf("  run %d (polarity %.2f, cat %.1f mol%%, %.0f -> %.0f K): final A %.3f B %.3f C %.3f "
                "D %.3f mol/L; max |error| %.2e mol/L\n",
@@ -600,66 +643,101 @@ static int host(const config *c, const char *path, const float probe_x[N_PROBE *
     }
     printf("max concentration error over all runs, species and times: %.2e mol/L (bound %.2e)\n", worst,
            c->max_error);
-    {   /* For scale: RK4's own step error, exact rates at h against h/10 (run 0). */
-        double *fine = xmalloc((size_t)(10 * c->rk4_steps + 1) * N_SPECIES * sizeof(double));
-        rk4(exact_rates, (void *)&runs[0], runs[0].t_end, 10 * c->rk4_steps, fine);
-        double step_err = 0.0;
-        for (int64_t s = 0; s <= c->rk4_steps; s++)
-            step_err = fmax(step_err, max_abs_diff(traj_exact + s * N_SPECIES, fine + 10 * s * N_SPECIES, N_SPECIES));
-        printf("(RK4's own step error at h = %.2g s, run 0: %.1e mol/L)\n", runs[0].t_end / (double)c->rk4_steps,
-               step_err);
-        free(fine);
-    }
-    if (!(worst <= c->max_error)) failures++;
 
-    /* The cost of one call: batch size 1, one thread, fresh inputs. */
-    {
-        surrogate *s = &workers[0].sur;
-        float x[N_FEATURES], ln_k[N_STEPS];
-        double sink = 0.0;
-        const long allocs0 = atomic_load(&n_allocs);
-        const size_t heap0 = mallinfo2().uordblks;
-        const double ts = now_seconds();
-        for (int64_t i = 0; i < c->timing_calls; i++) {
-            features(T_LO + (T_HI - T_LO) * (double)(i % 1000) / 1000.0, 0.5, 1.0, x);
-            CHECK(mtl_model_predict(model, s->ws, 1, x, N_FEATURES, ln_k, N_STEPS));
-            sink += ln_k[0];
-        }
-        const double ns = 1e9 * (now_seconds() - ts) / (double)c->timing_calls;
-        const bool heap_same = mallinfo2().uordblks == heap0;
-        double te = now_seconds(), ksum = 0.0;
-        for (int64_t i = 0; i < c->timing_calls; i++) {
-            double k[N_STEPS];
-            exact_rates((void *)&runs[0], (double)(i % 1000), k);
-            ksum += k[0];
-        }
-        const double ns_exact = 1e9 * (now_seconds() - te) / (double)c->timing_calls;
-        printf("predict at batch 1: %.0f ns per call (%lld calls; the closed-form law: %.0f ns); "
-               "allocations: %ld hook, heap %s  [checksum %.3g %.3g]\n",
-               ns, (long long)c->timing_calls, ns_exact, atomic_load(&n_allocs) - allocs0,
-               heap_same ? "unchanged" : "CHANGED", sink, ksum);
-        if (atomic_load(&n_allocs) != allocs0 || !heap_same) failures++;
+    /* For scale: RK4's own step error, exact rates at h against h/10 (run 0). */
+    double *fine = xmalloc((size_t)(10 * c->rk4_steps + 1) * N_SPECIES * sizeof(double));
+    rk4(exact_rates, (void *)&runs[0], runs[0].t_end, 10 * c->rk4_steps, fine);
+    double step_err = 0.0;
+    for (int64_t s = 0; s <= c->rk4_steps; s++)
+        step_err = fmax(step_err, max_abs_diff(traj_exact + s * N_SPECIES, fine + 10 * s * N_SPECIES, N_SPECIES));
+    printf("(RK4's own step error at h = %.2g s, run 0: %.1e mol/L)\n", runs[0].t_end / (double)c->rk4_steps,
+           step_err);
+    free(fine);
+    return worst <= c->max_error ? 0 : 1;
+}
+
+/* The cost of one call: batch size 1, one thread, changing inputs.  Also
+ * checks that neither the hook nor glibc's heap saw an allocation. */
+static int time_predict(const config *c, const mtl_model *model, mtl_workspace *ws)
+{
+    float x[N_FEATURES], ln_k[N_STEPS];
+    double sink = 0.0, ksum = 0.0;
+    const long allocs0 = atomic_load(&n_allocs);
+    const size_t heap0 = mallinfo2().uordblks;
+    const double ts = now_seconds();
+    for (int64_t i = 0; i < c->timing_calls; i++) {
+        features(T_LO + (T_HI - T_LO) * (double)(i % 1000) / 1000.0, 0.5, 1.0, x);
+        CHECK(mtl_model_predict(model, ws, 1, x, N_FEATURES, ln_k, N_STEPS));
+        sink += ln_k[0];
+    }
+    const double ns = 1e9 * (now_seconds() - ts) / (double)c->timing_calls;
+    const long allocs = atomic_load(&n_allocs) - allocs0;
+    const bool heap_same = mallinfo2().uordblks == heap0;
+    const double te = now_seconds();
+    for (int64_t i = 0; i < c->timing_calls; i++) {
+        double k[N_STEPS];
+        exact_rates((void *)&runs[0], (double)(i % 1000), k);
+        ksum += k[0];
+    }
+    const double ns_exact = 1e9 * (now_seconds() - te) / (double)c->timing_calls;
+    printf("predict at batch 1: %.0f ns per call (%lld calls; the closed-form law: %.0f ns); "
+           "allocations: %ld hook, heap %s  [checksums %.4g %.4g]\n",
+           ns, (long long)c->timing_calls, ns_exact, allocs, heap_same ? "unchanged" : "CHANGED", sink, ksum);
+    return allocs == 0 && heap_same ? 0 : 1;
+}
+
+/* ---- 5. a sensor glitch ----------------------------------------------------------------- */
+
+/* NaN temperatures for 10 s: predict fails, the host logs the first
+ * failure and holds the last good rate constants; the model and the
+ * workspace stay usable, so the run simply continues. */
+static int glitch_demo(const config *c, surrogate *s, double *traj_model, double *traj_exact)
+{
+    s->run = &glitch_run;
+    s->calls = s->failures = 0;
+    s->have_last = false;
+    s->first_failure = MTL_OK;
+    printf("glitch run (sensor reads NaN for %.0f <= t < %.0f s):\n", glitch_run.glitch_from, glitch_run.glitch_to);
+    rk4(model_rates, s, glitch_run.t_end, c->rk4_steps, traj_model);
+    rk4(exact_rates, (void *)&glitch_run, glitch_run.t_end, c->rk4_steps, traj_exact);
+    const double err = max_abs_diff(traj_model, traj_exact, (c->rk4_steps + 1) * N_SPECIES);
+    printf("  %lld of %lld predict calls failed with %s; the run finished, max |error| %.2e mol/L\n",
+           (long long)s->failures, (long long)s->calls, mtl_status_string(s->first_failure), err);
+    return s->failures > 0 && s->first_failure == MTL_ERR_NON_FINITE && err <= c->max_error ? 0 : 1;
+}
+
+static int host(const config *c, const char *path, const float probe_x[N_PROBE * N_FEATURES],
+                const float probe_y[N_PROBE * N_STEPS])
+{
+    mtl_model *model = load_model(path);
+    int64_t col[N_STEPS];
+    if (check_layout(model, col) != 0) {
+        mtl_model_destroy(model);
+        return 1;
+    }
+    int failures = check_reload(model, probe_x, probe_y) + check_domains(model);
+
+    /* One workspace per thread, batch size 1, created before the threads start. */
+    const int n_workers = c->threads < N_RUNS ? c->threads : N_RUNS;
+    const size_t points = (size_t)(c->rk4_steps + 1) * N_SPECIES;
+    worker *workers = calloc((size_t)n_workers, sizeof *workers);
+    double *traj_model = xmalloc(N_RUNS * points * sizeof(double));
+    double *traj_exact = xmalloc(N_RUNS * points * sizeof(double));
+    if (!workers) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < n_workers; i++) {
+        workers[i].sur.model = model;
+        memcpy(workers[i].sur.col, col, sizeof col);
+        CHECK(mtl_workspace_create(&workers[i].sur.ws, model, 1));
     }
 
-    /* 5. a sensor glitch: NaN temperatures for 10 s.  The host logs the
-     * first failure and holds the last good rate constants; the model and
-     * workspace stay usable, so the run simply continues. */
-    {
-        surrogate *s = &workers[0].sur;
-        s->run = &glitch_run;
-        s->calls = s->failures = 0;
-        s->have_last = false;
-        s->first_failure = MTL_OK;
-        double *g = traj_model, *e = traj_exact; /* run 0's buffers, reused */
-        printf("glitch run (sensor reads NaN for %.0f <= t < %.0f s):\n", glitch_run.glitch_from,
-               glitch_run.glitch_to);
-        rk4(model_rates, s, glitch_run.t_end, c->rk4_steps, g);
-        rk4(exact_rates, (void *)&glitch_run, glitch_run.t_end, c->rk4_steps, e);
-        const double err = max_abs_diff(g, e, n_points);
-        printf("  %lld of %lld predict calls failed with %s; the run finished, max |error| %.2e mol/L\n",
-               (long long)s->failures, (long long)s->calls, mtl_status_string(s->first_failure), err);
-        if (s->failures == 0 || s->first_failure != MTL_ERR_NON_FINITE || !(err <= c->max_error)) failures++;
-    }
+    failures += integrate_with_model(c, workers, n_workers, traj_model);
+    failures += check_thread_independence(c, &workers[0].sur, traj_model);
+    failures += compare_with_exact(c, traj_model, traj_exact);
+    failures += time_predict(c, model, workers[0].sur.ws);
+    failures += glitch_demo(c, &workers[0].sur, traj_model, traj_exact);
 
     for (int i = 0; i < n_workers; i++) mtl_workspace_destroy(workers[i].sur.ws);
     free(workers);
@@ -676,29 +754,23 @@ int main(int argc, char **argv)
 
     /* Process-wide, before any thread uses BLIS. */
     const char *arch = NULL;
-    if (mtl_blis_select_best_arch(&arch) != MTL_OK)
-        fprintf(stderr, "note: %s\n", mtl_last_error_message());
-    printf("libmtl %s, BLIS %s, kernels '%s'\n", mtl_version_string(), mtl_blis_version(),
-           arch ? arch : mtl_blis_arch());
+    if (mtl_blis_select_best_arch(&arch) != MTL_OK) fprintf(stderr, "note: %s\n", mtl_last_error_message());
+    printf("libmtl %s, BLIS %s, kernels '%s'%s\n", mtl_version_string(), mtl_blis_version(),
+           arch ? arch : mtl_blis_arch(), mtl_blis_is_fallback() ? " (generic fallback: slow)" : "");
 
-    char tmp_path[] = "/tmp/simulator-model-XXXXXX";
+    /* The model file: --model, or a temporary file removed at the end. */
+    char tmp_path[4096];
     const char *path = c.model_path;
     if (!path) {
         const char *dir = getenv("TMPDIR");
-        static char buf[4096];
-        snprintf(buf, sizeof buf, "%s/simulator-model-XXXXXX", dir && *dir ? dir : "/tmp");
-        int fd = mkstemp(buf);
+        snprintf(tmp_path, sizeof tmp_path, "%s/simulator-model-XXXXXX", dir && *dir ? dir : "/tmp");
+        const int fd = mkstemp(tmp_path);
         if (fd < 0) {
-            fd = mkstemp(tmp_path);
-            if (fd < 0) {
-                perror("mkstemp");
-                return 1;
-            }
-            path = tmp_path;
-        } else {
-            path = buf;
+            perror(tmp_path);
+            return 1;
         }
         close(fd);
+        path = tmp_path;
     }
 
     float probe_x[N_PROBE * N_FEATURES], probe_y[N_PROBE * N_STEPS];

@@ -211,7 +211,9 @@ typedef enum mtl_log_level {
 } mtl_log_level;
 
 /** Log callback; `message` is valid only during the call.  It may be
- *  called from whichever thread calls into libmtl. */
+ *  called from whichever thread calls into libmtl.  Handles copy the
+ *  function pointer and `user` when they are created, so both must stay
+ *  valid until every handle made from the context is destroyed. */
 typedef void (*mtl_log_fn)(void *user, mtl_log_level level, const char *message);
 
 /** Create a context.  @param allocator NULL for malloc/free; copied.
@@ -554,7 +556,10 @@ MTL_API mtl_status mtl_trainer_step(mtl_trainer *trainer, int64_t n, const float
  *  cleanly (fit then returns MTL_OK). */
 typedef int (*mtl_progress_fn)(void *user, const mtl_trainer *trainer, int64_t epoch, int64_t step);
 
-/** Train for MTL_OPT_EPOCHS epochs over `train` (seeded shuffling,
+/** Train until the trainer has completed MTL_OPT_EPOCHS epochs in total
+ *  (the count continues across fit calls and checkpoints, so a resumed
+ *  trainer finishes the same run; raise MTL_OPT_EPOCHS to train more)
+ *  over `train` (seeded shuffling,
  *  mini-batches of MTL_OPT_BATCH_SIZE), evaluating on `val` after each
  *  epoch if given.  With early stopping (needs `val`), training stops
  *  after `patience` epochs without improvement of the weighted validation
@@ -596,7 +601,10 @@ typedef enum mtl_diagnostic {
 typedef enum mtl_scope { MTL_SCOPE_STEP = 0, MTL_SCOPE_EPOCH = 1 } mtl_scope;
 
 /** Copy a diagnostic of the last step or the mean over the last epoch into
- *  `out` (capacity `cap` doubles).  MTL_ERR_STATE if not computed yet. */
+ *  `out` (capacity `cap` doubles).  Sizes: T for TASK_WEIGHTS and
+ *  GRAD_NORMS, T*T for GRAD_COSINE and AFFINITY, 1 for CONFLICTS (T =
+ *  mtl_model_task_count); a smaller `cap` is MTL_ERR_SHAPE.
+ *  MTL_ERR_STATE if not computed yet. */
 MTL_API mtl_status mtl_trainer_diagnostic(const mtl_trainer *trainer, mtl_diagnostic kind,
                                           mtl_scope scope, double *out, int64_t cap);
 
@@ -628,7 +636,8 @@ MTL_API mtl_status mtl_model_get_feature_name(const mtl_model *model, int64_t fe
 /** Save an inference model atomically (temporary file, fsync, rename,
  *  directory fsync): a crash leaves the old file whole.  On failure
  *  (MTL_ERR_IO with the path and the system's reason) an existing file is
- *  untouched.  MTL_ERR_STATE if the model is not finalized.  The format is
+ *  untouched.  MTL_ERR_STATE if the model is not finalized,
+ *  MTL_ERR_NON_FINITE if a parameter is NaN or infinite.  The format is
  *  little-endian binary, independent of host and locale
  *  (docs/file-format.md). */
 MTL_API mtl_status mtl_model_save(const mtl_model *model, const char *path);

@@ -164,16 +164,32 @@ static void mtli_checkpoint_body(mtli_writer *w, const void *arg)
     if (t->weighting) mtli_w_section(w, MTLI_SEC_WEIGHTING, mtli_write_weighting, t);
 }
 
+/* Everything the loader will insist on being finite is finite. */
+static mtl_status mtli_check_trainer_saveable(const mtl_trainer *t, const char *fn)
+{
+    MTLI_TRY(mtli_check_saveable(t->model, fn));
+    const int64_t n = t->model->n_params;
+    const float *vecs[3] = { t->opt_state.m, t->opt_state.v, t->best_epoch > 0 ? t->best_params : NULL };
+    static const char *const names[3] = { "first moment", "second moment", "best-parameter copy" };
+    for (int k = 0; k < 3; k++)
+        if (vecs[k] && mtli_first_non_finite(vecs[k], n) < n)
+            return mtli_fail(MTL_ERR_NON_FINITE, "%s: the trainer's %s holds a non-finite value; nothing was "
+                             "written", fn, names[k]);
+    return MTL_OK;
+}
+
 mtl_status mtl_trainer_save_checkpoint(const mtl_trainer *trainer, const char *path)
 {
     MTLI_CHECK_ARG(trainer, "mtl_trainer_save_checkpoint: trainer must not be NULL");
     MTLI_CHECK_ARG(path && path[0], "mtl_trainer_save_checkpoint: path must be a non-empty string");
+    MTLI_TRY(mtli_check_trainer_saveable(trainer, "mtl_trainer_save_checkpoint"));
     return mtli_file_save_path(&trainer->settings, path, MTLI_FILE_CHECKPOINT, mtli_checkpoint_body, trainer);
 }
 
 mtl_status mtl_trainer_save_checkpoint_buffer(const mtl_trainer *trainer, void *buf, size_t cap, size_t *size)
 {
     MTLI_CHECK_ARG(trainer && size, "mtl_trainer_save_checkpoint_buffer: trainer and size must not be NULL");
+    MTLI_TRY(mtli_check_trainer_saveable(trainer, "mtl_trainer_save_checkpoint_buffer"));
     mtl_status st = mtli_file_save_buffer(MTLI_FILE_CHECKPOINT, mtli_checkpoint_body, trainer, buf, cap, size);
     if (st != MTL_OK) mtli_fail_prefix(st, "mtl_trainer_save_checkpoint_buffer: ");
     return st;
@@ -295,10 +311,10 @@ static mtl_status mtli_r_counter(mtli_reader *r, const char *field, int64_t *v)
 {
     size_t at = r->pos;
     MTLI_TRY(mtli_r_i64(r, field, v));
-    if (*v < 0) {
+    if (*v < 0 || *v >= MTLI_MAX_STEPS) { /* larger ones could overflow when counted on */
         mtli_reader here = *r;
         here.pos = at;
-        return mtli_r_fail(&here, "%s is %lld (must be >= 0)", field, (long long)*v);
+        return mtli_r_fail(&here, "%s is %lld (must be in [0, 2^47))", field, (long long)*v);
     }
     return MTL_OK;
 }

@@ -177,13 +177,13 @@ typedef struct mtli_fit_run {
     double t0, elapsed0;
 } mtli_fit_run;
 
-/* After a failure inside an epoch: make sure the model holds finite
- * weights (a step never applies a non-finite update, but an enormous
- * finite one can overflow the parameters; then go back to the weights the
- * epoch started from). */
-static mtl_status mtli_fit_fail(mtli_fit_run *r, mtl_status s, int64_t epoch)
+/* After a failure in an epoch: leave the model at its last good weights.
+ * A step never applies a non-finite update, but an enormous finite one can
+ * overflow the parameters, and weights whose validation loss is not finite
+ * are not good either; then go back to the weights the epoch started from. */
+static mtl_status mtli_fit_fail(mtli_fit_run *r, mtl_status s, int64_t epoch, bool weights_bad)
 {
-    if (!mtli_params_finite(r->t->model)) mtli_restore(r->t, r->t->epoch_params);
+    if (weights_bad || !mtli_params_finite(r->t->model)) mtli_restore(r->t, r->t->epoch_params);
     return mtli_fail_prefix(s, "epoch %lld: ", (long long)epoch);
 }
 
@@ -258,7 +258,7 @@ static mtl_status mtli_fit_loop(mtli_fit_run *r)
         memcpy(t->epoch_params, m->params, (size_t)m->n_params * sizeof(float));
         bool stop = false;
         mtl_status s = mtli_fit_epoch(r, t->epoch, &stop);
-        if (s != MTL_OK) return mtli_fit_fail(r, s, epoch);
+        if (s != MTL_OK) return mtli_fit_fail(r, s, epoch, false);
         if (stop) break; /* asked by the callback mid-epoch: the epoch is not counted */
         t->epoch = epoch;
         ran = true;
@@ -267,12 +267,12 @@ static mtl_status mtli_fit_loop(mtli_fit_run *r)
                 !isfinite(t->epoch_losses[MTL_SPLIT_TRAIN][tk]))
                 return mtli_fit_fail(r, mtli_fail(MTL_ERR_NON_FINITE, "task '%s': training loss is %g",
                                                   m->tasks[tk].name, t->epoch_losses[MTL_SPLIT_TRAIN][tk]),
-                                     epoch);
+                                     epoch, true);
 
         double monitored = mtli_weighted_loss(m, t->epoch_losses[MTL_SPLIT_TRAIN]);
         if (r->val) {
             s = mtli_fit_validate(r, epoch, &monitored);
-            if (s != MTL_OK) return mtli_fit_fail(r, s, epoch);
+            if (s != MTL_OK) return mtli_fit_fail(r, s, epoch, s == MTL_ERR_NON_FINITE);
             if (monitored < t->best_loss - t->early_stop_min_delta) {
                 t->best_loss = monitored;
                 t->best_epoch = epoch;

@@ -44,6 +44,9 @@ void mtli_zero_rows(float *a, int64_t rows, int64_t cols, int64_t ld)
 
 /* ---- matrix products ---------------------------------------------------------- */
 
+/* One row (batch-1 predict) or one output unit: BLIS gemv, never a GEMM
+ * with a dimension of 1.  (Plain C loops were measured slower here than
+ * BLIS's AVX-512 gemv kernels, even at 64 x 32.) */
 mtl_status mtli_dense_matmul(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m,
                              const float *x, int64_t ldx, float *y, int64_t ldy)
 {
@@ -194,18 +197,35 @@ uint64_t mtli_dropout_key(uint64_t seed, int64_t step, int64_t layer_id)
     return mtli_rng_u64(seed, MTLI_STREAM_DROPOUT, ((uint64_t)step << 16) ^ (uint64_t)layer_id);
 }
 
-/* out = post * keep / q over row i; keep with probability q = 1 - p. */
+/* Keep probability q = 1 - p quantised to 16 bits: an element is kept when
+ * a 16-bit random draw is below thr, and kept values are scaled by
+ * 65536 / thr, so that E[out] = post exactly (inverted dropout).  Forward
+ * and backward both take the scale from here. */
+static float dropout_threshold(float p, uint32_t *thr)
+{
+    double t = floor((1.0 - (double)p) * 65536.0 + 0.5);
+    if (t < 1.0) t = 1.0;
+    *thr = (uint32_t)t;
+    return (float)(65536.0 / t);
+}
+
+/* out = post * keep * scale over row i.  One 64-bit draw gives four 16-bit
+ * ones (a hash per element would cost more than the layer's GEMM share);
+ * draw g of row i is counter i * ceil(n / 4) + g, independent of ld. */
 static void dropout_row(float p, uint64_t key, int64_t i, int64_t n, const float *post, float *out,
                         uint8_t *mask)
 {
-    const double q = 1.0 - (double)p;
-    const uint64_t thr = (uint64_t)(q * 4294967296.0); /* keep iff the top 32 bits < thr */
-    const float scale = (float)(1.0 / q);
-    const uint64_t e0 = (uint64_t)i * (uint64_t)n; /* element index, independent of ld */
-    for (int64_t j = 0; j < n; j++) {
-        const uint8_t keep = (mtli_rng_u64(key, MTLI_STREAM_DROPOUT, e0 + (uint64_t)j) >> 32) < thr;
-        mask[j] = keep;
-        out[j] = keep ? post[j] * scale : 0.0f;
+    uint32_t thr;
+    const float scale = dropout_threshold(p, &thr);
+    const uint64_t groups = (uint64_t)(n + 3) / 4;
+    for (int64_t j0 = 0; j0 < n; j0 += 4) {
+        const uint64_t r = mtli_rng_u64(key, MTLI_STREAM_DROPOUT, (uint64_t)i * groups + (uint64_t)(j0 / 4));
+        const int64_t len = n - j0 < 4 ? n - j0 : 4;
+        for (int64_t l = 0; l < len; l++) {
+            const uint8_t keep = (uint32_t)((r >> (16 * l)) & 0xffffu) < thr;
+            mask[j0 + l] = keep;
+            out[j0 + l] = keep ? post[j0 + l] * scale : 0.0f;
+        }
     }
 }
 
@@ -233,8 +253,15 @@ void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, cons
     for (int64_t i = 0; i < m; i++) {
         float *pre = s->pre + i * ld;
         float *post = s->post + i * ld;
-        for (int64_t j = 0; j < n; j++) pre[j] += bias[j];
-        if (L->layer_norm) {
+        if (L->act == MTL_ACT_RELU && !L->layer_norm && post == pre) {
+            /* the common case in one pass: bias and ReLU in place */
+            float *restrict p = pre;
+            for (int64_t j = 0; j < n; j++) {
+                const float u = p[j] + bias[j];
+                p[j] = u > 0.0f ? u : 0.0f;
+            }
+        } else if (L->layer_norm) {
+            for (int64_t j = 0; j < n; j++) pre[j] += bias[j];
             const float *restrict g = params + L->gain_off;
             const float *restrict sh = params + L->shift_off;
             float mu, rstd;
@@ -250,6 +277,7 @@ void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, cons
             }
             act_forward_row(L->act, n, post, post);
         } else {
+            for (int64_t j = 0; j < n; j++) pre[j] += bias[j];
             act_forward_row(L->act, n, pre, post);
         }
         if (drop) dropout_row(L->dropout, dropout_key, i, n, post, s->out + i * ld, s->mask + i * ld);
@@ -282,7 +310,8 @@ void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float 
     float *db = grads + L->b_off;
     memset(db, 0, (size_t)n * sizeof(float));
     const bool drop = train && L->dropout > 0.0f;
-    const float scale = drop ? (float)(1.0 / (1.0 - (double)L->dropout)) : 1.0f;
+    uint32_t thr;
+    const float scale = drop ? dropout_threshold(L->dropout, &thr) : 1.0f;
     if (L->layer_norm) {
         memset(grads + L->gain_off, 0, (size_t)n * sizeof(float));
         memset(grads + L->shift_off, 0, (size_t)n * sizeof(float));

@@ -78,8 +78,7 @@ typedef struct mtli_vec_reader {
     mtl_status status;
 } mtli_vec_reader;
 
-/* The first non-finite value of v[0..n), or n. */
-static int64_t mtli_first_non_finite(const float *v, int64_t n)
+int64_t mtli_first_non_finite(const float *v, int64_t n)
 {
     float acc = 0.0f;
     for (int64_t k = 0; k < n; k++) acc += v[k] * 0.0f; /* NaN iff some v[k] is NaN or Inf */
@@ -539,11 +538,16 @@ static void mtli_model_body(mtli_writer *w, const void *arg)
     mtli_model_write_sections(w, arg);
 }
 
-static mtl_status mtli_check_saveable(const mtl_model *model, const char *fn)
+mtl_status mtli_check_saveable(const mtl_model *model, const char *fn)
 {
     MTLI_CHECK_ARG(model, "%s: model must not be NULL", fn);
     if (!model->finalized)
         return mtli_fail(MTL_ERR_STATE, "%s: the model is not finalized (call mtl_model_finalize first)", fn);
+    /* A loader refuses non-finite parameters, so never write them. */
+    int64_t bad = mtli_first_non_finite(model->params, model->n_params);
+    if (bad < model->n_params)
+        return mtli_fail(MTL_ERR_NON_FINITE, "%s: parameter %lld is %g; nothing was written", fn, (long long)bad,
+                         (double)model->params[bad]);
     return MTL_OK;
 }
 

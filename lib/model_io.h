@@ -21,4 +21,9 @@ void mtli_w_param_vector(mtli_writer *w, const mtl_model *m, const float *v);
 /* Read one such vector of m->n_params values into v (all must be finite). */
 mtl_status mtli_r_param_vector(mtli_reader *r, const mtl_model *m, const char *field, float *v);
 
+/* Index of the first NaN or infinity in v[0..n), or n if there is none. */
+int64_t mtli_first_non_finite(const float *v, int64_t n);
+/* A model can be written: finalized, every parameter finite. */
+mtl_status mtli_check_saveable(const mtl_model *model, const char *fn);
+
 #endif /* MTL_MODEL_IO_H */

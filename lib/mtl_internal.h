@@ -100,6 +100,10 @@ enum {
     MTLI_STREAM_SHUFFLE = 0x3000,  /* counter = epoch << 32 | i */
     MTLI_STREAM_WEIGHTING = 0x4000 /* RLW weights, PCGrad order */
 };
+/* Steps (and any other training counter) stay below this, so RNG counters
+ * derived from them cannot wrap; the loss weighting refuses later steps
+ * and checkpoint loading refuses larger counters. */
+#define MTLI_MAX_STEPS ((int64_t)1 << 47)
 
 /* ---- BLIS glue (blis_glue.c): every BLIS call goes through here ----------
  * Row-major semantics: C[m x n] = alpha * op(A) * op(B) + beta * C, with
@@ -294,6 +298,13 @@ void mtli_optim_state_destroy(mtli_optim_state *st, const mtli_settings *s);
 /* One update with base learning rate `lr` over every range. */
 void mtli_optim_update(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                        const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges);
+/* The same with a chosen instruction set (tests compare the paths; every
+ * path gives bitwise the same result).  mtli_optim_best_isa: this CPU's. */
+enum { MTLI_ISA_BASELINE = 0, MTLI_ISA_AVX2 = 1 };
+int mtli_optim_best_isa(void);
+void mtli_optim_update_isa(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
+                           const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
+                           int isa);
 
 /* ---- loss weighting (weighting.c) -----------------------------------------
  * Every method turns T per-task signals into coefficients: rep_weights[t]

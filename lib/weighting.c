@@ -55,7 +55,7 @@ struct mtli_weighting {
     double *gram;              /* n x n: the active tasks' Gram, pre-scaled */
     double *loss;              /* n: the active tasks' losses, pre-scaled */
     double *coef;              /* n: rep coefficients of the active tasks */
-    double *vec;               /* n: per-method working vector */
+    double *vec;               /* 5 n: per-method working vectors */
     double *mat;               /* n x n: per-method working matrix */
     double *solver;            /* MTLI_WSOLVE_SCRATCH(n) */
 
@@ -506,7 +506,7 @@ static mtl_status mtli_weighting_run(mtli_weighting *w, int64_t step, const doub
 {
     MTLI_CHECK_ARG(w && losses && has_label && rep_weights && head_weights,
                    "mtli_weighting_step: NULL argument");
-    MTLI_CHECK_ARG(step >= 0 && step < ((int64_t)1 << 47), "loss weighting: step %lld out of range",
+    MTLI_CHECK_ARG(step >= 0 && step < MTLI_MAX_STEPS, "loss weighting: step %lld out of range",
                    (long long)step);
     mtl_weighting method = w->p.method;
     bool surgery = method >= MTL_WEIGHTING_PCGRAD;

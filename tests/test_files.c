@@ -2,6 +2,8 @@
  * trips through buffers and paths, crash-safe saving, corruption and
  * truncation, locale independence. */
 #include <dirent.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <locale.h>
 #include <signal.h>
@@ -11,6 +13,8 @@
 
 #include "harness.h"
 #include "files_common.h"
+
+extern char **environ;
 
 static char g_dir[64]; /* a fresh temporary directory per test run */
 
@@ -692,19 +696,117 @@ TEST(load_allocation_failures)
     return 0;
 }
 
+/* ---- crash safety ------------------------------------------------------------------
+ * A child process saves two different models over one path, alternately,
+ * forever; it is killed (SIGKILL) at a random moment.  Whatever the moment,
+ * the path must hold one of the two files, whole.  (A kill cannot test
+ * power loss, which the fsyncs are for; it does test that no reader ever
+ * sees a partly written file.)  MTL_CRASH_KILLS sets the number of kills
+ * (default 25; the long_tests option registers a 1000-kill run). */
+
+static mtl_status crash_models(mtl_model **a, mtl_model **b)
+{
+    mtl_status st = sample_model(a, NULL, 1);
+    if (st == MTL_OK) st = sample_model(b, NULL, 0);
+    if (st == MTL_OK) st = mtl_model_set_metadata(*b, "variant", "B, without scalers, longer metadata .......");
+    return st;
+}
+
+static int crash_child(const char *path)
+{
+    mtl_model *a = NULL, *b = NULL;
+    if (crash_models(&a, &b) != MTL_OK) return 1;
+    if (mtl_model_save(a, path) != MTL_OK) return 1;
+    if (write(1, "r", 1) != 1) return 1; /* ready: saving from now on */
+    for (;;) {
+        if (mtl_model_save(b, path) != MTL_OK) return 1;
+        if (mtl_model_save(a, path) != MTL_OK) return 1;
+    }
+}
+
+TEST(crash_during_save)
+{
+    mtl_model *a = NULL, *b = NULL;
+    ASSERT_OK(crash_models(&a, &b));
+    unsigned char *ba = NULL, *bb = NULL;
+    size_t na = 0, nb = 0;
+    ASSERT_OK(save_to_malloc(a, &ba, &na));
+    ASSERT_OK(save_to_malloc(b, &bb, &nb));
+    ASSERT(na != nb);
+    const char *env = getenv("MTL_CRASH_KILLS");
+    int kills = env ? atoi(env) : 25;
+    char exe[512];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ASSERT(len > 0);
+    exe[len] = 0;
+    const char *path = tmp_path("crash.mtl");
+    int seen_a = 0, seen_b = 0;
+    uint64_t rs = 99;
+    for (int k = 0; k < kills; k++) {
+        int fds[2];
+        ASSERT(pipe(fds) == 0);
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+        posix_spawn_file_actions_addclose(&fa, fds[0]);
+        char *argv[] = { exe, "--crash-child", (char *)path, NULL };
+        pid_t pid;
+        ASSERT(posix_spawn(&pid, exe, &fa, NULL, argv, environ) == 0);
+        posix_spawn_file_actions_destroy(&fa);
+        close(fds[1]);
+        char c = 0;
+        ssize_t got = read(fds[0], &c, 1);
+        close(fds[0]);
+        if (got == 1) usleep((useconds_t)((sample_rand(&rs) + 0.5f) * 3000.0f)); /* 0-3 ms into the saves */
+        kill(pid, SIGKILL);
+        int status;
+        ASSERT(waitpid(pid, &status, 0) == pid);
+        ASSERT(got == 1);
+        size_t n = 0;
+        unsigned char *now = read_all(path, &n);
+        ASSERT(now);
+        if (n == na && memcmp(now, ba, na) == 0)
+            seen_a++;
+        else if (n == nb && memcmp(now, bb, nb) == 0)
+            seen_b++;
+        else
+            FAILF("kill %d: the file is neither model (%zu bytes)", k, n);
+        free(now);
+        mtl_model *back = NULL;
+        ASSERT_OK(mtl_model_load(&back, NULL, path));
+        mtl_model_destroy(back);
+    }
+    /* A killed save may leave its temporary file behind (never the
+     * target): the host may delete ".mtl-*.tmp" files. */
+    int left = count_temp_files(g_dir);
+    printf("  %d kills: file was A %d times, B %d times, whole every time; %d temporary files left\n", kills, seen_a,
+           seen_b, left);
+    ASSERT(seen_a + seen_b == kills);
+    if (kills >= 25) ASSERT(seen_a > 0 && seen_b > 0); /* the kills did land mid-run */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -f '%s'/.mtl-*.tmp", g_dir);
+    if (system(cmd) != 0) printf("  (could not remove temporary files)\n");
+    free(ba);
+    free(bb);
+    mtl_model_destroy(a);
+    mtl_model_destroy(b);
+    return 0;
+}
+
 static int run(int argc, char **argv)
 {
     static const test_case tests[] = {
         TEST_ENTRY(metadata_api), TEST_ENTRY(round_trip_buffer), TEST_ENTRY(round_trip_minimal),
         TEST_ENTRY(round_trip_path), TEST_ENTRY(save_errors_keep_old_file), TEST_ENTRY(load_errors),
         TEST_ENTRY(corruption_every_byte), TEST_ENTRY(truncation_every_length),
-        TEST_ENTRY(locale_independent), TEST_ENTRY(load_allocation_failures),
+        TEST_ENTRY(locale_independent), TEST_ENTRY(load_allocation_failures), TEST_ENTRY(crash_during_save),
     };
     return test_main(argc, argv, tests, (int)(sizeof tests / sizeof tests[0]));
 }
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--crash-child") == 0) return crash_child(argv[2]);
     snprintf(g_dir, sizeof g_dir, "/tmp/mtl-files-XXXXXX");
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");

@@ -428,7 +428,10 @@ TEST(checkpoint_corruption)
             loaded++;
             (void)run_steps(t2, 2, 3); /* any status; it must not crash */
             size_t n2 = 0;
-            ASSERT_OK(mtl_trainer_save_checkpoint_buffer(t2, NULL, 0, &n2));
+            /* (a forged learning rate can overflow the weights: then the
+             * save refuses, rather than write a file no one can load) */
+            mtl_status sv = mtl_trainer_save_checkpoint_buffer(t2, NULL, 0, &n2);
+            ASSERT(sv == MTL_OK || sv == MTL_ERR_NON_FINITE);
             mtl_trainer_destroy(t2);
             mtl_model_destroy(m2);
         } else {

@@ -1,6 +1,8 @@
 /* test_files_unit.c -- the byte-level pieces under model files: byte-order
  * helpers on both host orders, CRC-32C vectors, the writer and the
  * bounds-checked reader, UTF-8 validation, the file framing. */
+#include <unistd.h>
+
 #include "harness.h"
 
 #include "bytes.h"
@@ -674,8 +676,42 @@ TEST(worked_example_bytes)
     return 0;
 }
 
+/* A file the loader would refuse is never written. */
+TEST(save_refuses_non_finite)
+{
+    mtl_model *m = NULL;
+    ASSERT_OK(mtl_model_create(&m, NULL, 2));
+    ASSERT_OK(mtl_model_add_task(m, "y", MTL_TASK_REGRESSION, 1, NULL));
+    ASSERT_OK(mtl_model_finalize(m));
+    m->params[1] = INFINITY; /* what a diverged external update could leave */
+    size_t size = 0;
+    ASSERT_STATUS(MTL_ERR_NON_FINITE, mtl_model_save_buffer(m, NULL, 0, &size));
+    ASSERT_MSG_HAS("parameter 1");
+    char path[] = "/tmp/mtl-nonfinite-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT(fd >= 0);
+    close(fd);
+    ASSERT_STATUS(MTL_ERR_NON_FINITE, mtl_model_save(m, path));
+    FILE *f = fopen(path, "rb");
+    ASSERT(f && fgetc(f) == EOF); /* the existing (empty) file is untouched */
+    fclose(f);
+    unlink(path);
+    m->params[1] = 0.5f;
+    mtl_trainer *t = NULL;
+    ASSERT_OK(mtl_trainer_create(&t, m, 4));
+    t->opt_state.m[0] = NAN;
+    ASSERT_STATUS(MTL_ERR_NON_FINITE, mtl_trainer_save_checkpoint_buffer(t, NULL, 0, &size));
+    ASSERT_MSG_HAS("first moment");
+    t->opt_state.m[0] = 0.0f;
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(t, NULL, 0, &size));
+    mtl_trainer_destroy(t);
+    mtl_model_destroy(m);
+    return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(scalars_known_bytes), TEST_ENTRY(arrays_both_orders), TEST_ENTRY(crc32c_vectors),
           TEST_ENTRY(crc32c_slicing_matches_bitwise), TEST_ENTRY(writer_sinks_agree),
           TEST_ENTRY(writer_fd_large), TEST_ENTRY(reader_bounds_and_offsets), TEST_ENTRY(reader_strings),
           TEST_ENTRY(utf8_validation), TEST_ENTRY(frame_round_trip_and_errors),
-          TEST_ENTRY(hostile_files), TEST_ENTRY(worked_example_bytes))
+          TEST_ENTRY(hostile_files), TEST_ENTRY(worked_example_bytes),
+          TEST_ENTRY(save_refuses_non_finite))

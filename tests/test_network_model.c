@@ -381,6 +381,77 @@ TEST(wrong_state_handles)
     return 0;
 }
 
+/* An allocator that fails the n-th allocation (and counts live blocks). */
+typedef struct fail_alloc {
+    long countdown; /* allocations left before one fails; < 0: never */
+    long live;
+} fail_alloc;
+
+static void *fa_alloc(void *user, size_t size, size_t alignment)
+{
+    fail_alloc *f = user;
+    if (f->countdown == 0) return NULL;
+    if (f->countdown > 0) f->countdown--;
+    void *p = NULL;
+    if (posix_memalign(&p, alignment, size) != 0) return NULL;
+    f->live++;
+    return p;
+}
+
+static void fa_free(void *user, void *p)
+{
+    fail_alloc *f = user;
+    f->live--;
+    free(p);
+}
+
+/* Build model, workspace and trainer, failing each allocation in turn:
+ * every failure must be MTL_ERR_OUT_OF_MEMORY, leave no handle and leak
+ * nothing (the live count returns to zero). */
+TEST(allocation_failures_are_clean)
+{
+    int completed = 0;
+    for (long k = 0; k < 400 && !completed; k++) {
+        fail_alloc fa = { k, 0 };
+        mtl_allocator al = MTL_ALLOCATOR_INIT;
+        al.alloc = fa_alloc;
+        al.free = fa_free;
+        al.user = &fa;
+        mtl_context *ctx = NULL;
+        fa.countdown = -1;
+        ASSERT_OK(mtl_context_create(&ctx, &al));
+        fa.countdown = k;
+        mtl_model *m = NULL;
+        mtl_workspace *ws = NULL;
+        mtl_trainer *tr = NULL;
+        int64_t t;
+        mtl_status s = mtl_model_create(&m, ctx, 5);
+        if (s == MTL_OK) s = mtl_model_add_trunk_layer(m, 8, MTL_ACT_RELU, 0.1f, MTL_LAYER_NORM);
+        if (s == MTL_OK) s = mtl_model_add_task(m, "a", MTL_TASK_REGRESSION, 2, &t);
+        if (s == MTL_OK) s = mtl_model_add_head_layer(m, t, 4, MTL_ACT_GELU, 0.2f, MTL_LAYER_NORM);
+        if (s == MTL_OK) s = mtl_model_add_task(m, "b", MTL_TASK_MULTICLASS, 3, &t);
+        if (s == MTL_OK) s = mtl_model_finalize(m);
+        if (s == MTL_OK) s = mtl_workspace_create(&ws, m, 4);
+        if (s == MTL_OK) s = mtl_trainer_create(&tr, m, 4);
+        if (s == MTL_OK) {
+            float x[2 * 5] = { 1, 2, 3, 4, 5, 5, 4, 3, 2, 1 }, y[2 * 3] = { 0.5f, -1, 2, NAN, 1, 0 }, out[2 * 5];
+            s = mtl_trainer_step(tr, 2, x, 5, y, 3, NULL, 0, NULL, NULL);
+            if (s == MTL_OK) s = mtl_model_predict(m, ws, 2, x, 5, out, 5);
+            if (s == MTL_OK) completed = 1;
+        }
+        if (s != MTL_OK && s != MTL_ERR_OUT_OF_MEMORY)
+            FAILF("allocation %ld failing gave %s: %s", k, mtl_status_string(s), mtl_last_error_message());
+        if (s != MTL_OK) ASSERT(ws == NULL || tr == NULL);
+        mtl_trainer_destroy(tr);
+        mtl_workspace_destroy(ws);
+        mtl_model_destroy(m);
+        mtl_context_destroy(ctx);
+        if (fa.live != 0) FAILF("allocation %ld failing leaked %ld blocks", k, fa.live);
+    }
+    ASSERT(completed);
+    return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(define_and_read_back), TEST_ENTRY(param_blocks_tile_the_buffer), TEST_ENTRY(initialisation),
           TEST_ENTRY(seeded_initialisation_is_reproducible), TEST_ENTRY(get_set_params), TEST_ENTRY(bad_definitions),
-          TEST_ENTRY(wrong_state_handles))
+          TEST_ENTRY(wrong_state_handles), TEST_ENTRY(allocation_failures_are_clean))

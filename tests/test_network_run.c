@@ -649,7 +649,69 @@ TEST(trainer_bad_input)
     return 0;
 }
 
-TEST_MAIN(TEST_ENTRY(fused_heads_match_separate_reference), TEST_ENTRY(losses_by_hand),
+/* A finite loss whose gradient overflows: the output weights are the
+ * largest float and the representation is exactly 0 (zero weights and
+ * biases before tanh), so logits = bias are finite but dz = dY·W is Inf.
+ * With a hidden head layer the overflow lands in that task's head. */
+static int overflow_step(int hidden, const char *expect)
+{
+    mtl_model *m = NULL;
+    int64_t t;
+    ASSERT_OK(mtl_model_create(&m, NULL, 3));
+    ASSERT_OK(mtl_model_add_trunk_layer(m, 4, MTL_ACT_TANH, 0.0f, 0));
+    ASSERT_OK(mtl_model_add_task(m, "quiet", MTL_TASK_REGRESSION, 1, &t));
+    ASSERT_OK(mtl_model_add_task(m, "loud", MTL_TASK_REGRESSION, 1, &t));
+    if (hidden) ASSERT_OK(mtl_model_add_head_layer(m, t, 2, MTL_ACT_TANH, 0.0f, 0));
+    ASSERT_OK(mtl_model_finalize(m));
+    const int64_t np = mtl_model_param_count(m);
+    float p[64] = { 0 }, q[64];
+    ASSERT(np <= 64);
+    ASSERT_OK(mtl_model_get_params(m, p, np));
+    int64_t r = 0, c = 0, off;
+    off = tn_block(m, "trunk.0.weight", &r, &c);
+    for (int64_t i = 0; i < r * c; i++) p[off + i] = 0.0f; /* z is the same for every row */
+    if (hidden) { /* the head's hidden layer sees z; the output layer is huge */
+        off = tn_block(m, "task.loud.hidden.0.weight", &r, &c);
+        for (int64_t i = 0; i < r * c; i++) p[off + i] = 0.5f;
+        off = tn_block(m, "trunk.0.bias", &r, &c);
+        for (int64_t i = 0; i < c; i++) p[off + i] = 0.3f; /* z != 0, so dW of the hidden layer overflows */
+        off = tn_block(m, "task.loud.hidden.0.bias", &r, &c);
+        for (int64_t i = 0; i < c; i++) p[off + i] = -0.5f * 4 * tanhf(0.3f); /* hidden pre-activation exactly ~0 */
+        off = tn_block(m, "task.loud.out.weight", &r, &c);
+        for (int64_t i = 0; i < r * c; i++) p[off + i] = 3e38f;
+    } else {
+        off = tn_block(m, "trunk.0.bias", &r, &c);
+        for (int64_t i = 0; i < c; i++) p[off + i] = 0.0f;
+        off = tn_block(m, "task.loud.out.weight", &r, &c);
+        for (int64_t i = 0; i < r * c; i++) p[off + i] = 3e38f;
+    }
+    ASSERT_OK(mtl_model_set_params(m, p, np));
+    mtl_trainer *tr = NULL;
+    ASSERT_OK(mtl_trainer_create(&tr, m, 2));
+    ASSERT_OK(mtl_trainer_set_i64(tr, MTL_OPT_OPTIMIZER, MTL_OPTIMIZER_SGD));
+    const float x[6] = { 1, -2, 0.5f, 0.25f, 1, -1 }, y[4] = { 0.1f, 10.0f, -0.3f, 20.0f }; /* |dY| > 1 for "loud" */
+    double L[2] = { -1, -1 };
+    ASSERT_STATUS(MTL_ERR_NON_FINITE, mtl_trainer_step(tr, 2, x, 3, y, 2, NULL, 0, NULL, L));
+    ASSERT_MSG_HAS(expect);
+    ASSERT(L[0] == -1); /* task_losses untouched on failure */
+    ASSERT_OK(mtl_model_get_params(m, q, np));
+    ASSERT(memcmp(p, q, (size_t)np * sizeof(float)) == 0);
+    ASSERT_EQ_INT(mtl_trainer_step_count(tr), 0);
+    /* the losses themselves were finite */
+    ASSERT_OK(mtl_trainer_compute_gradients(tr, 2, x, 3, y, 2, NULL, 0, NULL, L));
+    ASSERT(isfinite(L[0]) && isfinite(L[1]));
+    mtl_trainer_destroy(tr);
+    mtl_model_destroy(m);
+    return 0;
+}
+
+TEST(non_finite_gradient_names_its_source)
+{
+    if (overflow_step(0, "gradient of the shared trunk")) return 1;
+    return overflow_step(1, "gradient of task 'loud'");
+}
+
+TEST_MAIN(TEST_ENTRY(fused_heads_match_separate_reference), TEST_ENTRY(non_finite_gradient_names_its_source), TEST_ENTRY(losses_by_hand),
           TEST_ENTRY(masked_task_gets_exactly_zero_head_gradient), TEST_ENTRY(bitwise_determinism_seeds_and_threads),
           TEST_ENTRY(predict_paths_agree), TEST_ENTRY(concurrent_predict_on_a_const_model),
           TEST_ENTRY(training_reduces_every_task_loss), TEST_ENTRY(predict_bad_input), TEST_ENTRY(trainer_bad_input))

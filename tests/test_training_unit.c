@@ -126,6 +126,43 @@ TEST(adam_first_step_is_sign)
     return 0;
 }
 
+/* Every instruction-set path gives bitwise the same parameters and moments
+ * (same operations in the same order; no fused multiply-add). */
+TEST(isa_paths_bitwise_equal)
+{
+    enum { N = 1003 };
+    if (mtli_optim_best_isa() != MTLI_ISA_AVX2) {
+        printf("  (no AVX2 on this CPU: one path only)\n");
+        return 0;
+    }
+    mtli_settings s;
+    mtli_settings_defaults(&s);
+    const mtli_optim_config cfgs[2] = {
+        { .kind = MTL_OPTIMIZER_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01 },
+        { .kind = MTL_OPTIMIZER_ADAM, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.1 },
+    };
+    static float p[2][N], g[N];
+    for (int c = 0; c < 2; c++) {
+        mtli_optim_state st[2] = { { 0 }, { 0 } };
+        for (int k = 0; k < 2; k++) {
+            ASSERT_OK(mtli_optim_state_create(&st[k], &s, N));
+            for (int i = 0; i < N; i++) p[k][i] = (float)sin(0.37 * i);
+        }
+        const mtli_range r[2] = { { 1, 500, 1.0f }, { 500, N, 0.5f } }; /* odd offsets */
+        for (int step = 1; step <= 5; step++) {
+            for (int i = 0; i < N; i++) g[i] = (float)(cos(0.11 * i * step) * pow(10.0, (i % 7) - 3));
+            mtli_optim_update_isa(&cfgs[c], &st[0], p[0], g, 1e-3, r, 2, MTLI_ISA_BASELINE);
+            mtli_optim_update_isa(&cfgs[c], &st[1], p[1], g, 1e-3, r, 2, MTLI_ISA_AVX2);
+        }
+        ASSERT(memcmp(p[0], p[1], sizeof p[0]) == 0);
+        ASSERT(memcmp(st[0].m, st[1].m, N * sizeof(float)) == 0);
+        ASSERT(memcmp(st[0].v, st[1].v, N * sizeof(float)) == 0);
+        ASSERT(p[0][0] == (float)sin(0.0)); /* outside every range: untouched */
+        for (int k = 0; k < 2; k++) mtli_optim_state_destroy(&st[k], &s);
+    }
+    return 0;
+}
+
 /* Ranges: a parameter outside every range is untouched; a range with
  * lr_scale 2 moves exactly like lr 2x (plain SGD). */
 TEST(ranges_scale_learning_rate)
@@ -511,7 +548,7 @@ TEST(scalers_view_and_errors)
 }
 
 TEST_MAIN(TEST_ENTRY(sgd_plain), TEST_ENTRY(sgd_momentum), TEST_ENTRY(sgd_nesterov),
-          TEST_ENTRY(adam), TEST_ENTRY(adamw), TEST_ENTRY(adam_first_step_is_sign),
+          TEST_ENTRY(adam), TEST_ENTRY(adamw), TEST_ENTRY(adam_first_step_is_sign), TEST_ENTRY(isa_paths_bitwise_equal),
           TEST_ENTRY(ranges_scale_learning_rate), TEST_ENTRY(lr_multiplier_ranges),
           TEST_ENTRY(trainer_option_defaults_and_bounds), TEST_ENTRY(schedule_step),
           TEST_ENTRY(schedule_cosine_warmup), TEST_ENTRY(schedule_plateau),

@@ -111,6 +111,11 @@ class History:
         return False
 
 
+def save(fig, path):
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+
+
 def plot_curves(h, best_epoch, path):
     epochs = np.arange(1, len(h.train) + 1)
     train, val, mae = np.array(h.train), np.array(h.val), np.array(h.val_mae)
@@ -124,16 +129,14 @@ def plot_curves(h, best_epoch, path):
         ax.legend()
         ax = axes[1, t]
         ax.plot(epochs, mae[:, t], color="C2")
-        ax.axhline(MEAN_BASELINE[name], color="grey", ls=":", label="predict the mean")
-        ax.set_title(f"{name}: validation MAE ({UNIT})")
+        ax.set_title(f"{name}: validation MAE ({UNIT}; predicting the mean: "
+                     f"{MEAN_BASELINE[name]})", fontsize="medium")
         ax.set_xlabel("epoch")
-        ax.legend()
         for row in axes[:, t]:
             row.axvline(best_epoch, color="k", ls="--", lw=0.8)
             row.grid(alpha=0.3)
     fig.suptitle(f"Training curves (dashed: best epoch {best_epoch}, weights restored)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_parity(y_true, y_pred, path):
@@ -154,8 +157,7 @@ def plot_parity(y_true, y_pred, path):
         ax.set_title(f"{name}: test MAE {mae:.2f} {UNIT}, R² {r2:.3f}")
         ax.grid(alpha=0.3)
     fig.suptitle(f"Parity on the test split ({len(y_true)} reactions)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_cosine(h, steps_per_epoch, path):
@@ -165,14 +167,18 @@ def plot_cosine(h, steps_per_epoch, path):
     ax.plot(np.arange(1, len(h.cos_epoch) + 1), h.cos_epoch, "-o", ms=3, color="C3",
             label="epoch mean")
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_ylim(-1.05, 1.05)
+    # Symmetric about 0 (the sign is what matters), zoomed to the data: a
+    # cosine is in [-1, 1], but between tasks it is often close to 0.
+    values = np.abs(np.concatenate([h.cos_step, h.cos_epoch]))
+    values = values[np.isfinite(values)]
+    lim = min(1.05, max(0.05, 1.15 * values.max())) if values.size else 1.05
+    ax.set_ylim(-lim, lim)
     ax.set_xlabel("epoch")
     ax.set_ylabel("cos(∇G_act, ∇G_r) on the shared representation")
     ax.set_title("Task-gradient cosine (> 0: the tasks pull the trunk the same way)")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main():

@@ -18,7 +18,8 @@ directory it was installed to, else the dynamic linker's search path.
     m.fit_scalers(train)
     with libmtl.Trainer(m, max_batch=128, learning_rate=1e-3, epochs=200,
                         early_stop_patience=25) as tr:
-        tr.fit(train, val, callback=lambda tr, epoch, step: print(epoch, tr.epoch_losses("val")))
+        tr.fit(train, val,
+               callback=lambda tr, epoch, step: print(epoch, tr.epoch_losses("validation")))
     y = m.predict(x_test)                         # rows x 2, in target units
     m.save("barrier.mtl")
 
