@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -712,15 +713,26 @@ static mtl_status crash_models(mtl_model **a, mtl_model **b)
     return st;
 }
 
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int crash_child(const char *path)
 {
     mtl_model *a = NULL, *b = NULL;
     if (crash_models(&a, &b) != MTL_OK) return 1;
     if (mtl_model_save(a, path) != MTL_OK) return 1;
     if (write(1, "r", 1) != 1) return 1; /* ready: saving from now on */
+    /* One byte after every completed save, so the parent can aim its kill
+     * at any phase of the loop however slow the machine is. */
     for (;;) {
         if (mtl_model_save(b, path) != MTL_OK) return 1;
+        if (write(1, "b", 1) != 1) return 1;
         if (mtl_model_save(a, path) != MTL_OK) return 1;
+        if (write(1, "a", 1) != 1) return 1;
     }
 }
 
@@ -756,9 +768,16 @@ TEST(crash_during_save)
         close(fds[1]);
         char c = 0;
         ssize_t got = read(fds[0], &c, 1);
-        close(fds[0]);
-        if (got == 1) usleep((useconds_t)((sample_rand(&rs) + 0.5f) * 3000.0f)); /* 0-3 ms into the saves */
+        /* Let 0-3 more saves complete (timing them), then kill at a random
+         * moment within about one save: the kill lands in every phase of a
+         * save (temp file, write, fsync, rename) whatever the load. */
+        int wait_saves = (int)((sample_rand(&rs) + 0.5f) * 4.0f) & 3;
+        double t0 = now_seconds(), per_save = 0.002;
+        for (int w = 0; w < wait_saves && got == 1; w++) got = read(fds[0], &c, 1);
+        if (wait_saves > 0) per_save = (now_seconds() - t0) / wait_saves;
+        if (got == 1) usleep((useconds_t)((sample_rand(&rs) + 0.5f) * 1.5 * per_save * 1e6));
         kill(pid, SIGKILL);
+        close(fds[0]);
         int status;
         ASSERT(waitpid(pid, &status, 0) == pid);
         ASSERT(got == 1);
