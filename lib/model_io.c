@@ -396,7 +396,7 @@ static mtl_status mtli_read_params(mtl_model *m, const mtli_file *f)
     if (n != (uint64_t)implied)
         return mtli_r_fail(&r, "parameter count %llu, but the architecture has %lld parameters",
                            (unsigned long long)n, (long long)implied);
-    MTLI_TRY(mtli_def_check(mtl_model_finalize(m), f, &r, r.pos, "finalize"));
+    MTLI_TRY(mtli_def_check(mtli_model_finalize(m, false), f, &r, r.pos, "finalize"));
     if (m->n_params != implied)
         return mtli_fail(MTL_ERR_INTERNAL, "model has %lld parameters, the file layout %lld", (long long)m->n_params,
                          (long long)implied);

@@ -537,6 +537,10 @@ struct mtl_trainer {
     float *lookahead_z;        /* max_batch x embed width, allocated when affinity is first used */
 };
 
+/* mtl_model_finalize; initialise = false leaves the parameters zero (for
+ * the loader, which overwrites them all). */
+mtl_status mtli_model_finalize(mtl_model *m, bool initialise);
+
 /* Validate a batch (shapes, NaN/Inf inputs, Inf targets) for `model`. */
 mtl_status mtli_check_batch(const mtl_model *model, int64_t n, const float *x, int64_t ldx,
                             const float *y, int64_t ldy, const uint8_t *mask, int64_t ldmask,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # run_fuzz.sh -- build the libFuzzer targets and fuzz each for a while.
 #
-#   tests/fuzz/run_fuzz.sh [-t SECONDS] [-j PARALLEL] [-b BUILD_DIR] [-k] [TARGET...]
+#   tests/fuzz/run_fuzz.sh [-t SECONDS] [-n RUNS] [-j PARALLEL] [-b BUILD_DIR] [-k] [TARGET...]
 #
 #   -t SECONDS   fuzzing time per target (default 30: the CI run)
+#   -n RUNS      stop a target after RUNS executions instead (-t still caps it)
 #   -j PARALLEL  targets fuzzed at once (default: number of CPUs)
 #   -b DIR       build directory (default build-fuzz), configured with clang,
 #                ASan + UBSan (every UBSan finding fatal) and coverage
@@ -26,10 +27,11 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 src=$PWD
 
-seconds=30 jobs=$(nproc 2>/dev/null || echo 2) build=build-fuzz keep=0
-while getopts "t:j:b:k" opt; do
+seconds=30 runs=-1 jobs=$(nproc 2>/dev/null || echo 2) build=build-fuzz keep=0
+while getopts "t:n:j:b:k" opt; do
   case $opt in
     t) seconds=$OPTARG ;;
+    n) runs=$OPTARG ;;
     j) jobs=$OPTARG ;;
     b) build=$OPTARG ;;
     k) keep=1 ;;
@@ -74,9 +76,11 @@ fuzz_one() {
   [ -d "$src/tests/fuzz/regressions/$t" ] && dirs+=("$src/tests/fuzz/regressions/$t")
   # -rss_limit_mb: libmtl must never need much for inputs of a few KB;
   # -timeout: one input may not take more than 10 s (an endless loop).
-  "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 \
+  local start=$SECONDS
+  "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -runs="$runs" -print_final_stats=1 -rss_limit_mb=2048 \
     -timeout=10 -max_len=16384 -artifact_prefix="$work/" "${dirs[@]}" >"$work/log" 2>&1
   echo $? >"$work/result"
+  echo $((SECONDS - start)) >"$work/seconds"
 }
 
 running=0
@@ -94,9 +98,10 @@ for t in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$work/log" | tail -1)
   n_corpus=$(find "$work/corpus" -type f | wc -l)
+  took=$(cat "$work/seconds" 2>/dev/null || echo "?")
   if [ "$rc" = 0 ]; then
     passed=$((passed + 1))
-    echo "fuzz $t: ok, ${execs:-?} executions in ${seconds} s, ${cov:-cov: ?}, $n_corpus new corpus inputs"
+    echo "fuzz $t: ok, ${execs:-?} executions in $took s, ${cov:-cov: ?}, $n_corpus inputs in the working corpus"
   else
     failed=$((failed + 1))
     echo "fuzz $t: FAILED (exit $rc) after ${execs:-?} executions; log: $work/log"
