@@ -9,8 +9,26 @@
  *   (a) one single-task model per target, and
  *   (b) one multi-task model: a shared trunk with one head per target,
  * then prints each model's test MAE, the multi-task gain delta_m, the
- * training time and the epochs, and ends with one JSON line.  Every
- * hyper-parameter below was chosen on the validation split only.
+ * training time and the epochs, and ends with one JSON line.
+ *
+ * Every default below was chosen on the validation split only (mean
+ * validation MAE of the multi-task model over seeds 1-3; the test split
+ * was never used to choose).  Starting from the PyTorch reference setup
+ * of the issue (512-256 trunk, dropout 0.1 after the first layer, 64-unit
+ * heads, AdamW lr 1e-3 wd 1e-4, batch 128, MSE, patience 25), what moved
+ * the validation MAE (G_act / G_r, kcal/mol):
+ *   reference setup, libmtl's He-normal initialisation     3.40 / 3.61
+ *   + PyTorch's nn.Linear initialisation (--init torch)      3.32 / 3.19
+ *   + cosine schedule over 40 epochs, batch 256, lr 2e-3     3.31 / 3.23
+ *   + MAE loss (the metric; Huber 0.5 and 1 came second)    3.28 / 3.05
+ *   + 60 epochs                                              3.22 / 3.02
+ *   + batch 128                                              3.20 / 2.94
+ * Tried without a gain beyond the noise (about +-0.03): layer norm (worse,
+ * 3.26 / 3.62), GELU, leaky ReLU, dropout 0 / 0.15 / 0.2, weight decay
+ * 3e-4, 1e-3 and 1e-2, loss weights 0.7:1 and 1.5:1, heads of 96 and 128
+ * units, a third trunk layer, a 384-256 trunk, lr 1.5e-3 and 3e-3, batch
+ * 96 and 256, 75-80 epochs, plateau and constant schedules.  Nine models
+ * of this size train in about a minute on one core.
  *
  *   cycloadd_demo [--seeds N] [--quick] [--data file.csv.gz] [options]
  *   (--help lists the options)
@@ -88,16 +106,17 @@ static config default_config(void)
         .n_trunk = 2,
         .trunk_dropout = { 0.1f, 0.0f }, /* after the first layer only */
         .head = 64,
-        .lr = 1e-3,
+        .lr = 2e-3,
         .weight_decay = 1e-4,
         .batch = 128,
-        .max_epochs = 300,
-        .patience = 25,
+        .max_epochs = 60,
+        .patience = 15,
         .loss_weight = { 1.0, 1.0 },
-        .schedule = MTL_SCHEDULE_CONSTANT,
+        .schedule = MTL_SCHEDULE_COSINE,
         .plateau_patience = 5,
         .models = 3,
-        .loss = MTL_LOSS_MSE,
+        .loss = MTL_LOSS_MAE,
+        .torch_init = true,
         .huber_delta = 1.0,
         .act = MTL_ACT_RELU,
     };
@@ -117,6 +136,9 @@ static void usage(void)
            "  --weights A,B     multi-task loss weights of G_act, G_r\n"
            "  --schedule S      constant, cosine or plateau (patience --plateau N, gamma 0.1)\n"
            "  --models M        single, multi or both [both]\n"
+           "  --loss L          mse, mae or huber (--delta D, scaled units)\n"
+           "  --act A           relu, gelu, leaky or tanh   --norm 1  layer norm in the trunk\n"
+           "  --init I          torch (uniform +-1/sqrt(fan_in), default) or he (the library's)\n"
            "  --seed0 N         first seed          --verbose     per-epoch progress\n",
            CYCLOADD_DATA);
 }
@@ -169,7 +191,7 @@ static config parse_args(int argc, char **argv)
         else if (!strcmp(a, "--patience")) c.patience = atoll(v);
         else if (!strcmp(a, "--max-train")) c.max_train = atoll(v);
         else if (!strcmp(a, "--plateau")) c.plateau_patience = atoll(v);
-        else if (!strcmp(a, "--init")) c.torch_init = !strcmp(v, "torch");
+        else if (!strcmp(a, "--init")) c.torch_init = strcmp(v, "he") != 0;
         else if (!strcmp(a, "--loss"))
             c.loss = !strcmp(v, "huber") ? MTL_LOSS_HUBER : !strcmp(v, "mae") ? MTL_LOSS_MAE : MTL_LOSS_MSE;
         else if (!strcmp(a, "--delta")) c.huber_delta = atof(v);

@@ -43,8 +43,8 @@ mtl_status mtli_forward_trunk(const mtl_model *m, const mtli_blas *b, const mtli
     for (int64_t i = 0; i < m->n_trunk; i++) {
         const mtli_layer *L = &m->trunk[i];
         const mtli_slot *s = &p->trunk[i];
-        MTLI_TRY(mtli_dense_matmul(b, L, m->params, n, in, ldin, s->pre, s->ld));
-        mtli_dense_finish(L, m->params, n, s, dropout_on, key_for(L, dropout_on, seed, step, mtli_layer_id(-1, i)));
+        MTLI_TRY(mtli_dense_forward(b, L, m->params, n, in, ldin, s, dropout_on,
+                                    key_for(L, dropout_on, seed, step, mtli_layer_id(-1, i))));
         in = mtli_slot_output(L, s, dropout_on);
         ldin = s->ld;
     }
@@ -56,13 +56,19 @@ mtl_status mtli_forward_trunk(const mtl_model *m, const mtli_blas *b, const mtli
 mtl_status mtli_forward_heads(const mtl_model *m, const mtli_blas *b, const mtli_plan *p, int64_t n,
                               const float *z, int64_t ldz, bool dropout_on, uint64_t seed, int64_t step)
 {
-    /* The first layer of every head at once: one GEMM over the trunk output. */
+    /* The first layer of every head at once: one GEMM over the trunk output
+     * (with the biases and activation applied as it is stored, when the
+     * small kernel can), then each task's own bias, norm and activation. */
     const mtli_layer F = mtli_fused_layer(m);
-    MTLI_TRY(mtli_dense_matmul(b, &F, m->params, n, z, ldz, p->fused_pre, m->fused_width));
+    const bool finished = mtli_fused_forward_small(m, &F, n, z, ldz, p->fused, p->fused_pre);
+    if (!finished) MTLI_TRY(mtli_dense_matmul(b, &F, m->params, n, z, ldz, p->fused_pre, m->fused_width));
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const mtli_layer *L0 = &m->tasks[t].layers[0];
-        mtli_dense_finish(L0, m->params, n, &p->fused[t], dropout_on,
-                          key_for(L0, dropout_on, seed, step, mtli_layer_id(t, 0)));
+        const uint64_t key = key_for(L0, dropout_on, seed, step, mtli_layer_id(t, 0));
+        if (!finished)
+            mtli_dense_finish(L0, m->params, n, &p->fused[t], dropout_on, key);
+        else if (dropout_on && L0->dropout > 0.0f)
+            mtli_dense_dropout(L0, n, &p->fused[t], key);
     }
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const mtli_task *task = &m->tasks[t];
@@ -71,8 +77,8 @@ mtl_status mtli_forward_heads(const mtl_model *m, const mtli_blas *b, const mtli
         for (int64_t j = 1; j <= task->n_hidden; j++) {
             const mtli_layer *L = &task->layers[j];
             const mtli_slot *s = &p->head[p->head_first[t] + j - 1];
-            MTLI_TRY(mtli_dense_matmul(b, L, m->params, n, in, ldin, s->pre, s->ld));
-            mtli_dense_finish(L, m->params, n, s, dropout_on, key_for(L, dropout_on, seed, step, mtli_layer_id(t, j)));
+            MTLI_TRY(mtli_dense_forward(b, L, m->params, n, in, ldin, s, dropout_on,
+                                        key_for(L, dropout_on, seed, step, mtli_layer_id(t, j))));
             in = mtli_slot_output(L, s, dropout_on);
             ldin = s->ld;
         }

@@ -312,7 +312,7 @@ static mtl_status mtli_fit_prepare(mtli_fit_run *r)
     r->step_losses = r->sum_loss + 3 * T;
     if (!t->eval_ws) MTLI_TRY(mtl_workspace_create(&t->eval_ws, t->model, t->max_batch));
     if (r->val) MTLI_TRY(mtli_evaluator_create(&r->val_eval, t->model, r->val));
-    return MTL_OK;
+    return mtli_trainer_step_buffers(t); /* the steps then allocate nothing */
 }
 
 static void mtli_fit_release(mtli_fit_run *r)
@@ -337,13 +337,14 @@ mtl_status mtl_trainer_fit(mtl_trainer *t, const mtl_dataset *train, const mtl_d
     mtli_fit_run r = { .t = t, .train = train, .val = val, .progress = progress, .user = user };
     r.t0 = mtli_now();
     r.elapsed0 = t->elapsed_seconds;
-    /* The cosine schedule spans every epoch of the run at this batch size. */
-    const int64_t steps_per_epoch = (train->n_rows + t->batch_size - 1) / t->batch_size;
-    t->total_steps_hint = t->epochs * steps_per_epoch;
-    mtli_schedule_refresh(t);
 
     mtl_status s = mtli_fit_prepare(&r);
     if (s == MTL_OK) {
+        /* The cosine schedule spans every epoch of the run at this batch
+         * size.  Set once preparing cannot fail: a failed fit changes nothing. */
+        const int64_t steps_per_epoch = (train->n_rows + t->batch_size - 1) / t->batch_size;
+        t->total_steps_hint = t->epochs * steps_per_epoch;
+        mtli_schedule_refresh(t);
         t->fit_data[MTL_SPLIT_TRAIN] = train;
         t->fit_data[MTL_SPLIT_VALIDATION] = val;
         s = mtli_fit_loop(&r);

@@ -14,6 +14,7 @@
 #endif
 
 #include "layers.h"
+#include "small_gemm.h"
 
 #include <math.h>
 #include <string.h>
@@ -44,23 +45,45 @@ void mtli_zero_rows(float *a, int64_t rows, int64_t cols, int64_t ld)
 
 /* ---- matrix products ---------------------------------------------------------- */
 
-/* One row (batch-1 predict) or one output unit: BLIS gemv, never a GEMM
- * with a dimension of 1.  (Plain C loops were measured slower here than
- * BLIS's AVX-512 gemv kernels, even at 64 x 32.) */
+/* A GEMM: libmtl's own kernel for small products, where BLIS's per-call
+ * set-up costs more than the arithmetic (small_gemm.c), else BLIS. */
+static mtl_status dense_gemm(const mtli_blas *b, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                             const float *a, int64_t lda, const float *bm, int64_t ldb, float beta, float *c,
+                             int64_t ldc)
+{
+    if (mtli_small_gemm(ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc)) return MTL_OK;
+    return mtli_gemm(b, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+}
+
+/* Small products (also one row): libmtl's kernel when the CPU has it.
+ * Otherwise one row (batch-1 predict) or one output unit: BLIS gemv, never
+ * a GEMM with a dimension of 1.  (Plain C loops were measured slower here
+ * than BLIS's AVX-512 gemv kernels, even at 64 x 32.) */
 mtl_status mtli_dense_matmul(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m,
                              const float *x, int64_t ldx, float *y, int64_t ldy)
 {
     const float *W = params + L->w_off;
     const int64_t k = L->fan_in, n = L->fan_out;
+    /* A small product takes libmtl's own kernel, also for one row (it beats
+     * BLIS's gemv there) unless W is stored transposed: the kernel would
+     * first copy all of Wᵀ, as much work as the gemv itself. */
+    if (n > 1 && !(m == 1 && L->w_trans) &&
+        mtli_small_gemm(false, L->w_trans, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy))
+        return MTL_OK;
+    /* Dot products without BLIS's per-call set-up: a 1-wide layer (its
+     * weights are contiguous: ldw = 1 or stored transposed), or one row
+     * through transposed weights (each output a row of W dotted with x). */
+    if (n == 1 && (L->w_trans || L->ldw == 1) && mtli_small_dots(m, k, x, ldx, W, y, ldy)) return MTL_OK;
+    if (m == 1 && L->w_trans && mtli_small_dots(n, k, W, L->ldw, x, y, 1)) return MTL_OK;
     if (L->w_trans) { /* W is n x k */
         if (m == 1) return mtli_gemv(b, false, n, k, 1.0f, W, L->ldw, x, 1, 0.0f, y, 1);
         if (n == 1) return mtli_gemv(b, false, m, k, 1.0f, x, ldx, W, 1, 0.0f, y, ldy);
-        return mtli_gemm(b, false, true, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
+        return dense_gemm(b, false, true, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
     }
     /* W is k x n */
     if (m == 1) return mtli_gemv(b, true, k, n, 1.0f, W, L->ldw, x, 1, 0.0f, y, 1);
     if (n == 1) return mtli_gemv(b, false, m, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
-    return mtli_gemm(b, false, false, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
+    return dense_gemm(b, false, false, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy);
 }
 
 mtl_status mtli_dense_weight_grad(const mtli_blas *b, const mtli_layer *L, float *grads, int64_t m,
@@ -70,8 +93,8 @@ mtl_status mtli_dense_weight_grad(const mtli_blas *b, const mtli_layer *L, float
     const int64_t k = L->fan_in, n = L->fan_out;
     if (n == 1) /* dw = Xᵀ·d: a gemv, not a 1-wide GEMM */
         return mtli_gemv(b, true, m, k, 1.0f, x, ldx, d, ldd, 0.0f, dW, L->w_trans ? 1 : L->ldw);
-    if (L->w_trans) return mtli_gemm(b, true, false, n, k, m, 1.0f, d, ldd, x, ldx, 0.0f, dW, L->ldw);
-    return mtli_gemm(b, true, false, k, n, m, 1.0f, x, ldx, d, ldd, 0.0f, dW, L->ldw);
+    if (L->w_trans) return dense_gemm(b, true, false, n, k, m, 1.0f, d, ldd, x, ldx, 0.0f, dW, L->ldw);
+    return dense_gemm(b, true, false, k, n, m, 1.0f, x, ldx, d, ldd, 0.0f, dW, L->ldw);
 }
 
 mtl_status mtli_dense_input_grad(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m,
@@ -92,8 +115,8 @@ mtl_status mtli_dense_input_grad(const mtli_blas *b, const mtli_layer *L, const 
         }
         return MTL_OK;
     }
-    if (L->w_trans) return mtli_gemm(b, false, false, m, k, n, alpha, d, ldd, W, L->ldw, beta, dx, lddx);
-    return mtli_gemm(b, false, true, m, k, n, alpha, d, ldd, W, L->ldw, beta, dx, lddx);
+    if (L->w_trans) return dense_gemm(b, false, false, m, k, n, alpha, d, ldd, W, L->ldw, beta, dx, lddx);
+    return dense_gemm(b, false, true, m, k, n, alpha, d, ldd, W, L->ldw, beta, dx, lddx);
 }
 
 /* ---- activations ----------------------------------------------------------------- */
@@ -282,6 +305,50 @@ void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, cons
         }
         if (drop) dropout_row(L->dropout, dropout_key, i, n, post, s->out + i * ld, s->mask + i * ld);
     }
+}
+
+mtl_status mtli_dense_forward(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m, const float *x,
+                              int64_t ldx, const mtli_slot *s, bool train, uint64_t dropout_key)
+{
+    const bool plain = !L->layer_norm && s->post == s->pre && (L->act == MTL_ACT_RELU || L->act == MTL_ACT_IDENTITY);
+    /* one row with W stored transposed: the gemv of mtli_dense_matmul is faster */
+    if (plain && L->fan_out > 1 && !(m == 1 && L->w_trans) &&
+        mtli_small_gemm_bias_act(L->w_trans, m, L->fan_out, L->fan_in, x, ldx, params + L->w_off, L->ldw,
+                                 params + L->b_off, L->act == MTL_ACT_RELU, s->pre, s->ld)) {
+        if (train && L->dropout > 0.0f) mtli_dense_dropout(L, m, s, dropout_key);
+        return MTL_OK;
+    }
+    MTLI_TRY(mtli_dense_matmul(b, L, params, m, x, ldx, s->pre, s->ld));
+    mtli_dense_finish(L, params, m, s, train, dropout_key);
+    return MTL_OK;
+}
+
+void mtli_dense_dropout(const mtli_layer *L, int64_t m, const mtli_slot *s, uint64_t dropout_key)
+{
+    for (int64_t i = 0; i < m; i++)
+        dropout_row(L->dropout, dropout_key, i, L->fan_out, s->post + i * s->ld, s->out + i * s->ld,
+                    s->mask + i * s->ld);
+}
+
+/* Widest fused layer whose biases are gathered on the stack. */
+#define MTLI_FUSED_BIAS_MAX 1024
+
+bool mtli_fused_forward_small(const mtl_model *model, const mtli_layer *F, int64_t m, const float *z, int64_t ldz,
+                              const mtli_slot *slots, float *out)
+{
+    const int64_t W = model->fused_width;
+    /* one row: W is stored transposed, and the gemv of mtli_dense_matmul is faster */
+    if (m == 1 || W > MTLI_FUSED_BIAS_MAX || model->n_tasks < 1) return false;
+    const mtl_activation act = model->tasks[0].layers[0].act;
+    if (act != MTL_ACT_RELU && act != MTL_ACT_IDENTITY) return false;
+    float bias[MTLI_FUSED_BIAS_MAX]; /* the tasks' first-layer biases, side by side like their columns */
+    for (int64_t t = 0; t < model->n_tasks; t++) {
+        const mtli_layer *L0 = &model->tasks[t].layers[0];
+        if (L0->layer_norm || L0->act != act || slots[t].post != slots[t].pre) return false;
+        memcpy(bias + model->tasks[t].fused_col, model->params + L0->b_off, (size_t)L0->fan_out * sizeof(float));
+    }
+    return mtli_small_gemm_bias_act(true, m, W, F->fan_in, z, ldz, model->params + F->w_off, F->ldw, bias,
+                                    act == MTL_ACT_RELU, out, W);
 }
 
 /* ---- backward epilogue ------------------------------------------------------------------- */

@@ -61,6 +61,25 @@ void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, cons
 void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                 const mtli_slot *s, bool train, float *d, int64_t ldd);
 
+/* mtli_dense_matmul into s->pre, then mtli_dense_finish; for small ReLU or
+ * identity layers without norm, the bias and activation are applied as the
+ * product is stored (small_gemm.c), with the same bits. */
+mtl_status mtli_dense_forward(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m, const float *x,
+                              int64_t ldx, const mtli_slot *s, bool train, uint64_t dropout_key);
+
+/* Dropout alone (training): s->out and s->mask from s->post, as the end of
+ * mtli_dense_finish does. */
+void mtli_dense_dropout(const mtli_layer *L, int64_t m, const mtli_slot *s, uint64_t dropout_key);
+
+/* The fused first layers of all heads (F = mtli_fused_layer) for m rows
+ * into out (row stride fused_width), bias and activation included, when
+ * the small kernel takes the product and every task's first layer is a
+ * plain layer (no norm, post == pre) with the same ReLU or identity
+ * activation.  Returns false, having done nothing, otherwise.  Dropout is
+ * left to the caller. */
+bool mtli_fused_forward_small(const mtl_model *model, const mtli_layer *F, int64_t m, const float *z, int64_t ldz,
+                              const mtli_slot *slots, float *out);
+
 /* grads[W] = Xᵀ·d (assigned). */
 mtl_status mtli_dense_weight_grad(const mtli_blas *b, const mtli_layer *L, float *grads, int64_t m,
                                   const float *x, int64_t ldx, const float *d, int64_t ldd);

@@ -80,6 +80,10 @@ static int mtli_scored_cmp(const void *a, const void *b)
 /* Mann-Whitney U / (n_pos n_neg), ties sharing their average rank. */
 static double mtli_auc(mtli_scored *s, int64_t n)
 {
+    /* A NaN score (a diverged model) has no rank, so there is no AUC; it
+     * would also break the sort's order and stall the tie loop below. */
+    for (int64_t i = 0; i < n; i++)
+        if (isnan(s[i].score)) return NAN;
     qsort(s, (size_t)n, sizeof *s, mtli_scored_cmp);
     double n_pos = 0, rank_sum = 0;
     for (int64_t i = 0; i < n;) {

@@ -390,6 +390,10 @@ void mtli_trainer_weighting_free(mtl_trainer *t);
  * mask/ldmask/sw: the batch's, for the affinity lookahead's losses. */
 mtl_status mtli_trainer_weighted_backward(mtl_trainer *t, bool step, const uint8_t *mask,
                                           int64_t ldmask, const float *sw);
+/* Make now every buffer the steps need with the current options (else the
+ * first step that needs one makes it), so a fit cannot run out of memory
+ * once it has started (fit.c). */
+mtl_status mtli_trainer_step_buffers(mtl_trainer *t);
 
 
 /* ---- trainer options, schedule (trainer_options.c, schedule.c) ----------- */

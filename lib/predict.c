@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "losses.h"
 #include "mtl_internal.h"
+#include "small_gemm.h"
 
 #include <math.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct mtl_workspace {
     mtli_settings settings;
     const mtl_model *model; /* the model it was sized for */
     int64_t max_batch;
+    int64_t pass_rows; /* rows per pass through the layers (<= max_batch) */
     void *arena;
     size_t bytes;
     float *xs;      /* max_batch x n_inputs: scaled inputs */
@@ -100,6 +102,33 @@ static void ws_plan(mtl_workspace *ws, const mtl_model *m, ws_carver *c)
     }
 }
 
+/* Rows per pass through the network.  Passes as large as the workspace
+ * keep BLIS's GEMMs large and efficient.  But when every layer is small
+ * enough that libmtl's own kernel takes a few hundred rows at once
+ * (small_gemm.c), passes of that many rows run there instead, and each
+ * layer's output is still in the core's cache when the bias and activation
+ * pass reads it: at W1, 8,192-row passes spent a quarter of their time in
+ * that pass alone (docs/performance.md). */
+static int64_t pass_rows(const mtl_model *m, int64_t max_batch)
+{
+    if (!mtli_small_gemm_available()) return max_batch;
+    double widest = (double)m->embed_width * (double)m->fused_width; /* fan_in x fan_out */
+    for (int64_t i = 0; i < m->n_trunk; i++) {
+        const double nk = (double)m->trunk[i].fan_in * (double)m->trunk[i].fan_out;
+        if (m->trunk[i].fan_out > 1 && nk > widest) widest = nk;
+    }
+    for (int64_t t = 0; t < m->n_tasks; t++)
+        for (int64_t j = 1; j <= m->tasks[t].n_hidden; j++) {
+            const mtli_layer *L = &m->tasks[t].layers[j];
+            const double nk = (double)L->fan_in * (double)L->fan_out;
+            if (L->fan_out > 1 && nk > widest) widest = nk;
+        }
+    const double rows = MTLI_SMALL_GEMM_MAX_FLOPS / (2.0 * widest);
+    if (rows < 64.0) return max_batch; /* a big layer: BLIS on big passes is faster */
+    const int64_t r = (int64_t)rows & ~(int64_t)15;
+    return r < max_batch ? r : max_batch;
+}
+
 mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int64_t max_batch)
 {
     static const char fn[] = "mtl_workspace_create";
@@ -116,6 +145,7 @@ mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int
     ws->settings = *s;
     ws->model = model;
     ws->max_batch = max_batch;
+    ws->pass_rows = pass_rows(model, max_batch);
     ws_carver count = { NULL, 0, false };
     ws_plan(ws, model, &count);
     if (!count.overflow) ws->arena = mtli_alloc(s, count.off);
@@ -203,8 +233,8 @@ mtl_status mtl_model_predict(const mtl_model *m, mtl_workspace *ws, int64_t n, c
 {
     static const char fn[] = "mtl_model_predict";
     MTLI_TRY(check_predict(m, ws, n, x, ldx, out, ldout, m ? m->output_width : 0, fn));
-    for (int64_t r = 0; r < n; r += ws->max_batch) {
-        const int64_t c = n - r < ws->max_batch ? n - r : ws->max_batch;
+    for (int64_t r = 0; r < n; r += ws->pass_rows) {
+        const int64_t c = n - r < ws->pass_rows ? n - r : ws->pass_rows;
         MTLI_TRY(chunk_outputs(m, ws, c, x + r * ldx, ldx, out + r * ldout, ldout));
     }
     return MTL_OK;
@@ -216,8 +246,8 @@ mtl_status mtl_model_predict_labels(const mtl_model *m, mtl_workspace *ws, int64
     static const char fn[] = "mtl_model_predict_labels";
     MTLI_TRY(check_predict(m, ws, n, x, ldx, out, ldout, m ? m->target_width : 0, fn));
     const int64_t W = m->output_width;
-    for (int64_t r = 0; r < n; r += ws->max_batch) {
-        const int64_t c = n - r < ws->max_batch ? n - r : ws->max_batch;
+    for (int64_t r = 0; r < n; r += ws->pass_rows) {
+        const int64_t c = n - r < ws->pass_rows ? n - r : ws->pass_rows;
         MTLI_TRY(chunk_outputs(m, ws, c, x + r * ldx, ldx, ws->outbuf, W));
         float *o = out + r * ldout;
         for (int64_t t = 0; t < m->n_tasks; t++) {
@@ -243,8 +273,8 @@ mtl_status mtl_model_embed(const mtl_model *m, mtl_workspace *ws, int64_t n, con
     static const char fn[] = "mtl_model_embed";
     MTLI_TRY(check_predict(m, ws, n, x, ldx, out, ldout, m ? m->embed_width : 0, fn));
     const int64_t E = m->embed_width;
-    for (int64_t r = 0; r < n; r += ws->max_batch) {
-        const int64_t c = n - r < ws->max_batch ? n - r : ws->max_batch;
+    for (int64_t r = 0; r < n; r += ws->pass_rows) {
+        const int64_t c = n - r < ws->pass_rows ? n - r : ws->pass_rows;
         const float *z;
         int64_t ldz;
         MTLI_TRY(chunk_trunk(m, ws, c, x + r * ldx, ldx, &z, &ldz));

@@ -7,18 +7,38 @@
 #include "mtl_internal.h"
 
 /* Largest product (2*m*n*k flops) the small kernel takes; larger ones go
- * to BLIS, which blocks for the caches and can use threads. */
-#define MTLI_SMALL_GEMM_MAX_FLOPS ((double)(1 << 24))
+ * to BLIS, which blocks for the caches and can use threads.  Equal to the
+ * default MTL_OPT_PARALLEL_MIN_FLOPS, below which BLIS would run on one
+ * thread anyway. */
+#define MTLI_SMALL_GEMM_MAX_FLOPS 4000000.0
 
 /* Row-major C[m x n] = alpha * op(A) op(B) + beta * C, as mtli_gemm.
- * Computes it and returns true when the product is small (below both
- * MTLI_SMALL_GEMM_MAX_FLOPS and the handle's parallel_min_flops, so the
- * choice never depends on the thread count), this CPU has AVX-512 and the
- * shape is one it handles (not op(A) and op(B) both transposed); otherwise
- * returns false without touching C, and the caller uses mtli_gemm.
- * Deterministic: each element is one fused multiply-add chain over k in
- * order, whatever the thread count. */
-bool mtli_small_gemm(const mtli_blas *b, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+ * Computes it and returns true when the product is small (at most
+ * MTLI_SMALL_GEMM_MAX_FLOPS), this CPU has AVX-512 and the shape is one it
+ * handles (not op(A) and op(B) both transposed); otherwise returns false
+ * without touching C, and the caller uses mtli_gemm.  The choice depends
+ * on the shape only, never on the thread settings, and each element is
+ * one fused multiply-add chain over k in order: results are the same
+ * whatever the thread count.  Small products run on one thread. */
+/* Does this CPU run the small kernel (AVX-512F)?  Cheap; any thread. */
+bool mtli_small_gemm_available(void);
+
+bool mtli_small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *bm, int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* As mtli_small_gemm with alpha 1, beta 0 and op(A) = A, then a layer's
+ * epilogue on each element before it is stored:
+ *     C = act(A op(B) + bias),  act = ReLU if relu, else identity,
+ * bias one float per column (not NULL).  The bits equal a GEMM followed by
+ * `u = c + bias; c = u > 0 ? u : 0`, without a second pass over C. */
+bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                              const float *bm, int64_t ldb, const float *bias, bool relu, float *c, int64_t ldc);
+
+/* m dot products y[i * incy] = a_i · x, a_i = a + i*lda of length k, x
+ * contiguous: a 1-wide layer (its weight column dotted with every row), or
+ * one row through a layer whose weight is stored transposed.  No size
+ * limit (like BLIS's level-2 calls, it runs on one thread).  Returns false
+ * when this CPU lacks AVX-512 or the arguments are odd. */
+bool mtli_small_dots(int64_t m, int64_t k, const float *a, int64_t lda, const float *x, float *y, int64_t incy);
 
 #endif /* MTL_SMALL_GEMM_H */

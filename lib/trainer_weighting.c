@@ -85,6 +85,14 @@ static mtl_status mtli_weighting_buffers(mtl_trainer *t, bool task_grads, bool a
     return MTL_OK;
 }
 
+mtl_status mtli_trainer_step_buffers(mtl_trainer *t)
+{
+    MTLI_TRY(mtli_weighting_sync(t));
+    const bool affinity = t->affinity_on && t->model->n_tasks > 1;
+    return mtli_weighting_buffers(t, mtli_weighting_needs_gram(t->weighting) || t->diagnostics_on || affinity,
+                                  affinity);
+}
+
 /* G_ij = <dz_i, dz_j> over the batch, in double: four lanes over a fixed
  * stride, combined in a fixed order (deterministic whatever the threads). */
 static double mtli_dot_f32(const float *a, const float *b, int64_t len)

@@ -46,6 +46,8 @@
  *              [--samples N] [--min-ms MS] [--json-only] [--quiet]
  *        bench --profile MEASURE --workload W --threads N [--seconds S | --calls N]
  *              (libmtl alone in a loop, for perf / callgrind)
+ * Environment: BENCH_ALLOC_LOG=1 prints every allocation libmtl makes
+ * through the counting allocator (for memory breakdowns).
  */
 #include <blis.h>
 
@@ -485,6 +487,7 @@ typedef struct counter {
 } counter;
 
 static counter g_count;
+static bool g_alloc_log; /* BENCH_ALLOC_LOG=1: print every allocation (memory breakdowns) */
 
 /* Header before each block: [pad ... | offset | size] then the user block. */
 static void *count_alloc(void *user, size_t size, size_t alignment)
@@ -499,6 +502,7 @@ static void *count_alloc(void *user, size_t size, size_t alignment)
     c->live += size;
     if (c->live > c->peak) c->peak = c->live;
     c->calls++;
+    if (g_alloc_log) fprintf(stderr, "bench: alloc %zu bytes (live %zu)\n", size, c->live);
     return p;
 }
 
@@ -852,6 +856,7 @@ int main(int argc, char **argv)
 {
     parse_args(argc, argv);
     g_ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    g_alloc_log = getenv("BENCH_ALLOC_LOG") && atoi(getenv("BENCH_ALLOC_LOG")) > 0;
     if (g_ncpu < 1) g_ncpu = 1;
 
     /* Best kernels first, before anything initialises BLIS; floor and libmtl
