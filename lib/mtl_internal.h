@@ -329,6 +329,7 @@ mtl_status mtli_weighting_create(mtli_weighting **out, const mtli_settings *s,
                                  const double *loss_weights);
 void mtli_weighting_destroy(mtli_weighting *w, const mtli_settings *s);
 bool mtli_weighting_needs_gram(const mtli_weighting *w);
+bool mtli_weighting_method_needs_gram(mtl_weighting method);
 /* losses: T current per-task losses (unweighted); gram: T x T or NULL;
  * has_label[t]: task t has labels in this batch (others get weight 0). */
 mtl_status mtli_weighting_step(mtli_weighting *w, int64_t step, const double *losses,

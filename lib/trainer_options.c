@@ -168,11 +168,23 @@ mtl_status mtl_trainer_set_i64(mtl_trainer *t, int option, int64_t value)
     case MTL_OPT_EARLY_STOP_PATIENCE: t->early_stop_patience = value; return MTL_OK;
     case MTL_OPT_CALLBACK_EVERY_STEPS: t->callback_every_steps = value; return MTL_OK;
     case MTL_OPT_WEIGHTING:
-        /* The weighting module reads weighting_params when it builds its state. */
-        t->weighting_params.method = (mtl_weighting)value;
-        return MTL_OK;
-    case MTL_OPT_DIAGNOSTICS: t->diagnostics_on = value != 0; return MTL_OK;
-    case MTL_OPT_AFFINITY: t->affinity_on = value != 0; return MTL_OK;
+    case MTL_OPT_DIAGNOSTICS:
+    case MTL_OPT_AFFINITY: {
+        /* These may need per-task gradient buffers: allocate them here, so
+         * that a step never allocates; on failure the option keeps its value. */
+        mtl_weighting old_method = t->weighting_params.method;
+        bool old_diag = t->diagnostics_on, old_aff = t->affinity_on;
+        if (option == MTL_OPT_WEIGHTING) t->weighting_params.method = (mtl_weighting)value;
+        if (option == MTL_OPT_DIAGNOSTICS) t->diagnostics_on = value != 0;
+        if (option == MTL_OPT_AFFINITY) t->affinity_on = value != 0;
+        mtl_status st = mtli_trainer_step_buffers(t);
+        if (st != MTL_OK) {
+            t->weighting_params.method = old_method;
+            t->diagnostics_on = old_diag;
+            t->affinity_on = old_aff;
+        }
+        return st;
+    }
     default:
         return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "option %#x is not a trainer option",
                          (unsigned)option);

@@ -87,10 +87,12 @@ static mtl_status mtli_weighting_buffers(mtl_trainer *t, bool task_grads, bool a
 
 mtl_status mtli_trainer_step_buffers(mtl_trainer *t)
 {
-    MTLI_TRY(mtli_weighting_sync(t));
+    /* Buffers first (from the options, not the weighting's own copy of the
+     * method), then the sync: a failed allocation changes no state. */
     const bool affinity = t->affinity_on && t->model->n_tasks > 1;
-    return mtli_weighting_buffers(t, mtli_weighting_needs_gram(t->weighting) || t->diagnostics_on || affinity,
-                                  affinity);
+    const bool gram = mtli_weighting_method_needs_gram(t->weighting_params.method);
+    MTLI_TRY(mtli_weighting_buffers(t, gram || t->diagnostics_on || affinity, affinity));
+    return mtli_weighting_sync(t);
 }
 
 /* G_ij = <dz_i, dz_j> over the batch, in double: four lanes over a fixed

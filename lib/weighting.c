@@ -168,9 +168,14 @@ void mtli_weighting_destroy(mtli_weighting *w, const mtli_settings *s)
     mtli_free(s, w);
 }
 
+bool mtli_weighting_method_needs_gram(mtl_weighting method)
+{
+    return method >= MTL_WEIGHTING_GRADNORM; /* GradNorm and the gradient-surgery methods */
+}
+
 bool mtli_weighting_needs_gram(const mtli_weighting *w)
 {
-    return w && w->p.method >= MTL_WEIGHTING_GRADNORM;
+    return w && mtli_weighting_method_needs_gram(w->p.method);
 }
 
 mtl_status mtli_weighting_set_params(mtli_weighting *w, const mtli_weighting_params *p)
