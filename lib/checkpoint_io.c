@@ -237,7 +237,7 @@ static mtl_status mtli_read_options(mtl_trainer **out, mtl_model *m, const mtli_
 {
     mtli_reader r;
     MTLI_TRY(mtli_require(f, MTLI_SEC_TRAINER_OPTIONS, &r));
-    uint64_t max_batch, n;
+    uint64_t max_batch, n = 0; /* n: read by the loop test even when the count failed */
     size_t at = r.pos;
     MTLI_TRY(mtli_r_u64(&r, "max_batch", &max_batch));
     if (max_batch == 0 || max_batch > ((uint64_t)1 << 24) ||

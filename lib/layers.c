@@ -55,6 +55,21 @@ static mtl_status dense_gemm(const mtli_blas *b, bool ta, bool tb, int64_t m, in
     return mtli_gemm(b, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
 }
 
+/* One row through weights larger than this (floats) goes to BLIS's gemv:
+ * the small kernel walks W in 64-column panels, which suits weights in L2
+ * (256 KB here) but not weights streamed from L3 or memory. */
+#define MTLI_ONE_ROW_SMALL_MAX 65536
+
+/* Should the small kernel (small_gemm.c) take this layer's product for m
+ * rows?  Not for one row through transposed weights (the kernel would
+ * first copy all of Wᵀ: mtli_small_dots does it directly), nor for one row
+ * through weights bigger than L2. */
+static bool small_layer(const mtli_layer *L, int64_t m)
+{
+    if (L->fan_out < 2) return false;
+    return m > 1 || (!L->w_trans && L->fan_in * L->fan_out <= MTLI_ONE_ROW_SMALL_MAX);
+}
+
 /* Small products (also one row): libmtl's kernel when the CPU has it.
  * Otherwise one row (batch-1 predict) or one output unit: BLIS gemv, never
  * a GEMM with a dimension of 1.  (Plain C loops were measured slower here
@@ -64,11 +79,9 @@ mtl_status mtli_dense_matmul(const mtli_blas *b, const mtli_layer *L, const floa
 {
     const float *W = params + L->w_off;
     const int64_t k = L->fan_in, n = L->fan_out;
-    /* A small product takes libmtl's own kernel, also for one row (it beats
-     * BLIS's gemv there) unless W is stored transposed: the kernel would
-     * first copy all of Wᵀ, as much work as the gemv itself. */
-    if (n > 1 && !(m == 1 && L->w_trans) &&
-        mtli_small_gemm(false, L->w_trans, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy))
+    /* A small product takes libmtl's own kernel (at one row, through small
+     * weights, it beats BLIS's gemv too). */
+    if (small_layer(L, m) && mtli_small_gemm(false, L->w_trans, m, n, k, 1.0f, x, ldx, W, L->ldw, 0.0f, y, ldy))
         return MTL_OK;
     /* Dot products without BLIS's per-call set-up: a 1-wide layer (its
      * weights are contiguous: ldw = 1 or stored transposed), or one row
@@ -311,8 +324,7 @@ mtl_status mtli_dense_forward(const mtli_blas *b, const mtli_layer *L, const flo
                               int64_t ldx, const mtli_slot *s, bool train, uint64_t dropout_key)
 {
     const bool plain = !L->layer_norm && s->post == s->pre && (L->act == MTL_ACT_RELU || L->act == MTL_ACT_IDENTITY);
-    /* one row with W stored transposed: the gemv of mtli_dense_matmul is faster */
-    if (plain && L->fan_out > 1 && !(m == 1 && L->w_trans) &&
+    if (plain && small_layer(L, m) &&
         mtli_small_gemm_bias_act(L->w_trans, m, L->fan_out, L->fan_in, x, ldx, params + L->w_off, L->ldw,
                                  params + L->b_off, L->act == MTL_ACT_RELU, s->pre, s->ld)) {
         if (train && L->dropout > 0.0f) mtli_dense_dropout(L, m, s, dropout_key);

@@ -320,7 +320,7 @@ static mtl_status mtli_read_arch(mtl_model **out, const mtl_context *ctx, const 
     mtli_reader r;
     if (!mtli_file_section_reader(f, MTLI_SEC_ARCH, &r))
         return mtli_fail(MTL_ERR_FORMAT, "byte %d: the file has no ARCH section", MTLI_HEADER_BYTES);
-    uint64_t n_inputs, n_trunk, n_tasks;
+    uint64_t n_inputs, n_trunk = 0, n_tasks = 0; /* read by the loop tests even when a count failed */
     size_t at = r.pos;
     MTLI_TRY(mtli_r_u64(&r, "input count", &n_inputs));
     mtl_model *m = NULL;

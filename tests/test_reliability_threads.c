@@ -171,7 +171,7 @@ static void *predict_thread(void *arg)
         int64_t c = (j->first_chunk + k) % nc;
         j->failed = chunk_calls(j->m, ws, j->x, c, j->ref, &mine, j->why, sizeof j->why);
         j->calls++;
-        if (c == nc - 1 && now_seconds() > j->until) break; /* whole passes only */
+        if (j->calls >= nc && now_seconds() > j->until) break; /* at least one whole pass */
     }
     mtl_workspace_destroy(ws);
     results_free(&mine);
