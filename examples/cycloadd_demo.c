@@ -95,7 +95,7 @@ typedef struct config {
     mtl_schedule schedule;
     int64_t plateau_patience;
     unsigned models;       /* 1: single-task, 2: multi-task, 3: both */
-    bool torch_init;       /* re-draw weights as PyTorch's nn.Linear does */
+    mtl_init init;         /* MTL_INIT_UNIFORM_FAN_IN: PyTorch's nn.Linear */
     mtl_loss loss;         /* of every task */
     double huber_delta;    /* in standardised target units */
     unsigned layer_flags;  /* trunk layers: MTL_LAYER_NORM or 0 */
@@ -123,7 +123,7 @@ static config default_config(void)
         .plateau_patience = 5,
         .models = 3,
         .loss = MTL_LOSS_MAE,
-        .torch_init = true,
+        .init = MTL_INIT_UNIFORM_FAN_IN,
         .huber_delta = 1.0,
         .act = MTL_ACT_RELU,
     };
@@ -145,7 +145,7 @@ static void usage(void)
            "  --models M        single, multi or both [both]\n"
            "  --loss L          mse, mae or huber (--delta D, scaled units)\n"
            "  --act A           relu, gelu, leaky or tanh   --norm 1  layer norm in the trunk\n"
-           "  --init I          torch (uniform +-1/sqrt(fan_in), default) or he (the library's)\n"
+           "  --init I          torch (uniform +-1/sqrt(fan_in), default) or he (He/Glorot)\n"
            "  --seed0 N         first seed          --verbose     per-epoch progress\n",
            CYCLOADD_DATA);
 }
@@ -198,7 +198,7 @@ static config parse_args(int argc, char **argv)
         else if (!strcmp(a, "--patience")) c.patience = atoll(v);
         else if (!strcmp(a, "--max-train")) c.max_train = atoll(v);
         else if (!strcmp(a, "--plateau")) c.plateau_patience = atoll(v);
-        else if (!strcmp(a, "--init")) c.torch_init = strcmp(v, "he") != 0;
+        else if (!strcmp(a, "--init")) c.init = !strcmp(v, "he") ? MTL_INIT_HE_GLOROT : MTL_INIT_UNIFORM_FAN_IN;
         else if (!strcmp(a, "--loss"))
             c.loss = !strcmp(v, "huber") ? MTL_LOSS_HUBER : !strcmp(v, "mae") ? MTL_LOSS_MAE : MTL_LOSS_MSE;
         else if (!strcmp(a, "--delta")) c.huber_delta = atof(v);
@@ -310,35 +310,6 @@ static int progress(void *user, const mtl_trainer *tr, int64_t epoch, int64_t st
     return 0;
 }
 
-/* PyTorch's nn.Linear initialisation: weights and biases uniform in
- * +-1/sqrt(fan_in).  A layer's bias block follows its weight block (and
- * holds fan_out values), which gives fan_in whatever the storage order. */
-static void torch_init(mtl_model *m, uint64_t seed)
-{
-    const int64_t np = mtl_model_param_count(m), nb = mtl_model_param_block_count(m);
-    float *p = malloc((size_t)np * sizeof(float));
-    if (!p) exit(1);
-    CHECK(mtl_model_get_params(m, p, np));
-    uint64_t state = seed * 0x9e3779b97f4a7c15ULL + 1;
-    for (int64_t b = 0; b + 1 < nb; b++) {
-        const char *name, *next;
-        int64_t off, rows, cols, ld, boff, brows, bcols, bld;
-        CHECK(mtl_model_param_block(m, b, &name, &off, &rows, &cols, &ld));
-        if (!strstr(name, ".weight")) continue;
-        CHECK(mtl_model_param_block(m, b + 1, &next, &boff, &brows, &bcols, &bld));
-        const int64_t fan_out = brows * bcols, fan_in = rows * cols / fan_out;
-        const double bound = 1.0 / sqrt((double)fan_in);
-        for (int64_t i = 0; i < rows * cols + fan_out; i++) {
-            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-            double u = (double)(state >> 11) * (1.0 / 9007199254740992.0);
-            float v = (float)(bound * (2 * u - 1));
-            if (i < rows * cols) p[off + i] = v; else p[boff + i - rows * cols] = v;
-        }
-    }
-    CHECK(mtl_model_set_params(m, p, np));
-    free(p);
-}
-
 /* Train one model on the targets in `which` (a bit per target) and test it. */
 static result train_model(const config *c, const data *d, int64_t seed, unsigned which)
 {
@@ -362,8 +333,8 @@ static result train_model(const config *c, const data *d, int64_t seed, unsigned
         if (first_col < 0) first_col = col;
         n_tasks++;
     }
+    CHECK(mtl_model_set_init(m, c->init));
     CHECK(mtl_model_finalize(m));
-    if (c->torch_init) torch_init(m, (uint64_t)seed);
 
     /* Zero-copy: the features are the first N_FEATURES columns of x (the
      * row stride skips the split); a single target is one column of y. */

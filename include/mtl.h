@@ -248,7 +248,8 @@ MTL_API const char *mtl_blis_threading(void);
  *  not set it and BLIS has not yet been initialised by libmtl, then
  *  initialises BLIS.  It is a process-wide choice: call it at start-up,
  *  before any thread uses BLIS.  It is never done implicitly.
- *  @param chosen if not NULL, receives the arch name in effect afterwards.
+ *  @param chosen if not NULL, receives the arch name in effect afterwards
+ *  (also on MTL_ERR_STATE, the one failure that reports what runs).
  *  @return MTL_ERR_STATE if BLIS was already initialised with another set
  *  (the message says which), MTL_OK otherwise (also when nothing needed
  *  doing). */
@@ -315,8 +316,31 @@ MTL_API mtl_status mtl_model_set_task_i64(mtl_model *model, int64_t task, int op
 MTL_API mtl_status mtl_model_get_task_f64(const mtl_model *model, int64_t task, int option, double *value);
 MTL_API mtl_status mtl_model_get_task_i64(const mtl_model *model, int64_t task, int option, int64_t *value);
 
+/** How mtl_model_finalize initialises dense layers.  Stable ids: never
+ *  renumbered.  MTL_INIT_HE_GLOROT, the default: weights He normal (std
+ *  sqrt(2 / fan_in)) for the ReLU family (ReLU, leaky ReLU, GELU,
+ *  softplus), Glorot uniform (+-sqrt(6 / (fan_in + fan_out))) otherwise;
+ *  biases 0.  MTL_INIT_UNIFORM_FAN_IN: weights and biases uniform in
+ *  +-1/sqrt(fan_in), as PyTorch's nn.Linear, whatever the activation.
+ *  Layer-norm gains and shifts always start at 1 and 0. */
+typedef enum mtl_init {
+    MTL_INIT_HE_GLOROT = 0,     /**< the default: He for the ReLU family, Glorot otherwise */
+    MTL_INIT_UNIFORM_FAN_IN = 1 /**< +-1/sqrt(fan_in), as PyTorch's nn.Linear */
+} mtl_init;
+
+/** Choose how mtl_model_finalize initialises the parameters (default
+ *  MTL_INIT_HE_GLOROT).  Draws are a pure function of the context seed, so
+ *  a given seed and choice always give bitwise the same parameters.  Not
+ *  stored in model files: a loaded model is never re-initialised.
+ *  @param init an mtl_init value.
+ *  @return MTL_ERR_INVALID_ARGUMENT for a NULL model or an unknown `init`;
+ *          MTL_ERR_STATE once the model is finalized.
+ *  @thread_safety one thread at a time per model (a definition call). */
+MTL_API mtl_status mtl_model_set_init(mtl_model *model, mtl_init init);
+
 /** Check the definition, allocate the parameters and initialise them
- *  (He for the ReLU family, Glorot otherwise) from the context seed. */
+ *  (as mtl_model_set_init chose; by default He for the ReLU family,
+ *  Glorot otherwise) from the context seed. */
 MTL_API mtl_status mtl_model_finalize(mtl_model *model);
 
 /* Read-back (valid before and after finalize unless said). */
@@ -427,7 +451,9 @@ MTL_API mtl_status mtl_dataset_load_csv_buffer(mtl_dataset **out, const mtl_cont
  *  transforms) and the training-data domain (per-feature min/max) on
  *  `train`.  Stored in the model; predict applies them, so callers see
  *  original units.  Zero-variance columns get scale 1.  Call after
- *  finalize and before training. */
+ *  finalize and before training.  A data set without targets fits the
+ *  input scalers and domain only; the target scalers are then the
+ *  identity (and MTL_TASK_OPT_STANDARDIZE / LOG_TARGET no longer change). */
 MTL_API mtl_status mtl_model_fit_scalers(mtl_model *model, const mtl_dataset *train);
 /** For each of `n` rows, out[i] = number of features outside the
  *  training-data domain (0 = inside).  MTL_ERR_STATE if no domain. */
@@ -441,7 +467,9 @@ MTL_API mtl_status mtl_model_check_domain(const mtl_model *model, int64_t n, con
 typedef struct mtl_workspace mtl_workspace;
 
 /** Scratch for predict, sized for `max_batch` rows (larger calls are
- *  processed in chunks).  One workspace per predicting thread. */
+ *  processed in chunks).  One workspace per predicting thread.  Destroy it
+ *  before its model (a workspace used with any other model, or after its
+ *  model was destroyed and another created, is MTL_ERR_INVALID_ARGUMENT). */
 MTL_API mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int64_t max_batch);
 MTL_API void mtl_workspace_destroy(mtl_workspace *ws);
 

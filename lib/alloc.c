@@ -1,6 +1,7 @@
 /* alloc.c -- every allocation goes through the handle's allocator hook. */
 #include "mtl_internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,4 +72,10 @@ char *mtli_strdup(const mtli_settings *s, const char *str)
     char *p = mtli_alloc(s, n);
     if (p) memcpy(p, str, n);
     return p;
+}
+
+uint64_t mtli_next_serial(void)
+{
+    static atomic_uint_fast64_t next = 1;
+    return (uint64_t)atomic_fetch_add(&next, 1);
 }

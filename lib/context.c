@@ -34,7 +34,8 @@ mtl_status mtl_context_create(mtl_context **out, const mtl_allocator *allocator)
     mtli_settings s;
     mtli_settings_defaults(&s);
     if (allocator) {
-        /* struct_size lets older callers pass a shorter struct. */
+        /* struct_size lets a future, longer struct be told apart; today every
+         * field up to `user` is required. */
         MTLI_CHECK_ARG(allocator->struct_size >= offsetof(mtl_allocator, user) + sizeof(void *),
                        "mtl_context_create: allocator->struct_size %zu too small (use MTL_ALLOCATOR_INIT)",
                        allocator->struct_size);

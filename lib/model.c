@@ -119,6 +119,8 @@ mtl_status mtl_model_create(mtl_model **out, const mtl_context *ctx, int64_t n_i
     m->settings = s;
     mtli_blas_init(&m->blas, &s);
     m->n_inputs = n_inputs;
+    m->init = MTL_INIT_HE_GLOROT;
+    m->serial = mtli_next_serial();
     m->embed_width = n_inputs;
     *out = m;
     return MTL_OK;
@@ -515,19 +517,26 @@ static bool relu_family(mtl_activation act)
     return act == MTL_ACT_RELU || act == MTL_ACT_LEAKY_RELU || act == MTL_ACT_GELU || act == MTL_ACT_SOFTPLUS;
 }
 
-/* Draw a weight block: He normal (std sqrt(2 / fan_in)) for the ReLU
- * family, Glorot uniform (+-sqrt(6 / (fan_in + fan_out))) otherwise.
- * Element e of block b is a pure function of (seed, INIT + b, e). */
-static void init_weight(float *w, int64_t count, const mtli_layer *L, uint64_t seed, int64_t block)
+/* Fill x[0..count) uniformly in +-bound.  Element e of block b is a pure
+ * function of (seed, INIT + b, e). */
+static void draw_uniform(float *x, int64_t count, double bound, uint64_t seed, int64_t block)
 {
-    uint64_t stream = (uint64_t)MTLI_STREAM_INIT + (uint64_t)block;
+    const uint64_t stream = (uint64_t)MTLI_STREAM_INIT + (uint64_t)block;
+    for (int64_t e = 0; e < count; e++)
+        x[e] = (float)(bound * (2.0 * mtli_rng_uniform(seed, stream, (uint64_t)e) - 1.0));
+}
+
+/* MTL_INIT_HE_GLOROT's weight block: He normal (std sqrt(2 / fan_in)) for
+ * the ReLU family, Glorot uniform (+-sqrt(6 / (fan_in + fan_out)))
+ * otherwise.  Element e of block b is a pure function of (seed, INIT + b, e). */
+static void draw_he_glorot(float *w, int64_t count, const mtli_layer *L, uint64_t seed, int64_t block)
+{
     if (relu_family(L->act)) {
-        double sd = sqrt(2.0 / (double)L->fan_in);
+        const uint64_t stream = (uint64_t)MTLI_STREAM_INIT + (uint64_t)block;
+        const double sd = sqrt(2.0 / (double)L->fan_in);
         for (int64_t e = 0; e < count; e++) w[e] = (float)(sd * mtli_rng_normal(seed, stream, (uint64_t)e));
     } else {
-        double a = sqrt(6.0 / (double)(L->fan_in + L->fan_out));
-        for (int64_t e = 0; e < count; e++)
-            w[e] = (float)(a * (2.0 * mtli_rng_uniform(seed, stream, (uint64_t)e) - 1.0));
+        draw_uniform(w, count, sqrt(6.0 / (double)(L->fan_in + L->fan_out)), seed, block);
     }
 }
 
@@ -545,15 +554,38 @@ static int64_t block_at(const mtl_model *m, int64_t offset)
     return lo;
 }
 
+/* Draw one layer's weight and bias as m->init says; every block (the
+ * bias too) has its own stream, so draws do not depend on the order. */
 static void init_layer(mtl_model *m, const mtli_layer *L)
 {
-    uint64_t seed = (uint64_t)m->settings.seed;
-    init_weight(m->params + L->w_off, L->fan_in * L->fan_out, L, seed, block_at(m, L->w_off));
-    memset(m->params + L->b_off, 0, (size_t)L->fan_out * sizeof(float));
+    const uint64_t seed = (uint64_t)m->settings.seed;
+    float *w = m->params + L->w_off, *b = m->params + L->b_off;
+    const int64_t n_w = L->fan_in * L->fan_out;
+    if (m->init == MTL_INIT_UNIFORM_FAN_IN) {
+        /* PyTorch's nn.Linear: weight and bias in +-1/sqrt(fan_in). */
+        const double bound = 1.0 / sqrt((double)L->fan_in);
+        draw_uniform(w, n_w, bound, seed, block_at(m, L->w_off));
+        draw_uniform(b, L->fan_out, bound, seed, block_at(m, L->b_off));
+    } else {
+        draw_he_glorot(w, n_w, L, seed, block_at(m, L->w_off));
+        memset(b, 0, (size_t)L->fan_out * sizeof(float));
+    }
     if (L->layer_norm) {
         for (int64_t j = 0; j < L->fan_out; j++) m->params[L->gain_off + j] = 1.0f;
         memset(m->params + L->shift_off, 0, (size_t)L->fan_out * sizeof(float));
     }
+}
+
+mtl_status mtl_model_set_init(mtl_model *m, mtl_init init)
+{
+    static const char fn[] = "mtl_model_set_init";
+    MTLI_TRY(check_defining(m, fn));
+    if (init != MTL_INIT_HE_GLOROT && init != MTL_INIT_UNIFORM_FAN_IN)
+        return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
+                         "%s: unknown initialisation %d (MTL_INIT_HE_GLOROT or MTL_INIT_UNIFORM_FAN_IN)", fn,
+                         (int)init);
+    m->init = init;
+    return MTL_OK;
 }
 
 mtl_status mtl_model_finalize(mtl_model *m)

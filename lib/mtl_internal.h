@@ -77,6 +77,8 @@ void *mtli_alloc(const mtli_settings *s, size_t size);
 void *mtli_calloc(const mtli_settings *s, size_t count, size_t size); /* overflow-checked, zeroed */
 void mtli_free(const mtli_settings *s, void *p);
 char *mtli_strdup(const mtli_settings *s, const char *str);
+/* A process-unique, never-zero number for a new handle (thread-safe). */
+uint64_t mtli_next_serial(void);
 /* Checked size arithmetic: false on overflow. */
 bool mtli_mul_size(size_t a, size_t b, size_t *out);
 bool mtli_add_size(size_t a, size_t b, size_t *out);
@@ -87,7 +89,7 @@ void mtli_log(const mtli_settings *s, mtl_log_level level, const char *fmt, ...)
 /* ---- counter-based RNG (rng.c) -------------------------------------------
  * Every draw is a pure function of (seed, stream, counter), so a result
  * never depends on call order or thread count.  Streams are assigned in
- * rng.h-style constants below. */
+ * the constants below. */
 uint64_t mtli_rng_u64(uint64_t seed, uint64_t stream, uint64_t counter);
 /* Uniform in (0, 1), never 0 or 1. */
 double mtli_rng_uniform(uint64_t seed, uint64_t stream, uint64_t counter);
@@ -196,9 +198,14 @@ typedef struct mtli_kv {
 
 struct mtl_model {
     mtli_settings settings;
+    uint64_t serial; /* process-unique: a workspace checks it still serves this model */
     mtli_blas blas;
     bool finalized;
     int64_t n_inputs;
+    /* How finalize draws the parameters (mtl_model_set_init).  Not saved in
+     * model files or checkpoints: the loaders finalize without drawing and
+     * then overwrite every parameter, so a loaded model never needs it. */
+    mtl_init init;
 
     int64_t n_trunk;
     mtli_layer_spec *trunk_spec;   /* n_trunk (capacity MTLI_MAX_LAYERS) */
@@ -340,6 +347,11 @@ mtl_status mtli_weighting_step(mtli_weighting *w, int64_t step, const double *lo
 mtl_status mtli_weighting_peek(mtli_weighting *w, int64_t step, const double *losses,
                                const double *gram, const bool *has_label, double *rep_weights,
                                double *head_weights);
+/* Move the learned state as mtli_weighting_step would have, with the same
+ * losses, gram and has_label given to the mtli_weighting_peek before it:
+ * peek + commit == step.  The trainer commits only a step that succeeds. */
+mtl_status mtli_weighting_commit(mtli_weighting *w, const double *losses, const double *gram,
+                                 const bool *has_label);
 /* Called with each finished epoch's mean training losses (DWA history). */
 void mtli_weighting_epoch_end(mtli_weighting *w, const double *epoch_losses);
 /* Take new method and hyper-parameters.  Every method's learned state is

@@ -10,52 +10,53 @@ typedef struct mtli_option_info {
     const char *name;
     double min, max; /* inclusive; integer options hold exact integers */
     bool min_open;   /* (min, max]: min itself not allowed */
+    bool task;       /* an mtl_task_option (numbers overlap with mtl_option) */
 } mtli_option_info;
 
 #define I64MAX 9223372036854775807.0
 
 static const mtli_option_info mtli_options[] = {
-    { MTL_OPT_NUM_THREADS, "MTL_OPT_NUM_THREADS", 1, 256, false },
-    { MTL_OPT_SEED, "MTL_OPT_SEED", 0, I64MAX, false },
-    { MTL_OPT_PARALLEL_MIN_FLOPS, "MTL_OPT_PARALLEL_MIN_FLOPS", 0, I64MAX, false },
+    { MTL_OPT_NUM_THREADS, "MTL_OPT_NUM_THREADS", 1, 256, false, false },
+    { MTL_OPT_SEED, "MTL_OPT_SEED", 0, I64MAX, false, false },
+    { MTL_OPT_PARALLEL_MIN_FLOPS, "MTL_OPT_PARALLEL_MIN_FLOPS", 0, I64MAX, false, false },
 
-    { MTL_OPT_OPTIMIZER, "MTL_OPT_OPTIMIZER", MTL_OPTIMIZER_SGD, MTL_OPTIMIZER_ADAMW, false },
-    { MTL_OPT_LEARNING_RATE, "MTL_OPT_LEARNING_RATE", 0, 10, true },
-    { MTL_OPT_MOMENTUM, "MTL_OPT_MOMENTUM", 0, 0.999999, false },
-    { MTL_OPT_NESTEROV, "MTL_OPT_NESTEROV", 0, 1, false },
-    { MTL_OPT_BETA1, "MTL_OPT_BETA1", 0, 0.999999, false },
-    { MTL_OPT_BETA2, "MTL_OPT_BETA2", 0, 0.999999999, false },
-    { MTL_OPT_EPSILON, "MTL_OPT_EPSILON", 0, 1, true },
-    { MTL_OPT_WEIGHT_DECAY, "MTL_OPT_WEIGHT_DECAY", 0, 1, false },
-    { MTL_OPT_CLIP_NORM, "MTL_OPT_CLIP_NORM", 0, 1e30, false },
+    { MTL_OPT_OPTIMIZER, "MTL_OPT_OPTIMIZER", MTL_OPTIMIZER_SGD, MTL_OPTIMIZER_ADAMW, false, false },
+    { MTL_OPT_LEARNING_RATE, "MTL_OPT_LEARNING_RATE", 0, 10, true, false },
+    { MTL_OPT_MOMENTUM, "MTL_OPT_MOMENTUM", 0, 0.999999, false, false },
+    { MTL_OPT_NESTEROV, "MTL_OPT_NESTEROV", 0, 1, false, false },
+    { MTL_OPT_BETA1, "MTL_OPT_BETA1", 0, 0.999999, false, false },
+    { MTL_OPT_BETA2, "MTL_OPT_BETA2", 0, 0.999999999, false, false },
+    { MTL_OPT_EPSILON, "MTL_OPT_EPSILON", 0, 1, true, false },
+    { MTL_OPT_WEIGHT_DECAY, "MTL_OPT_WEIGHT_DECAY", 0, 1, false, false },
+    { MTL_OPT_CLIP_NORM, "MTL_OPT_CLIP_NORM", 0, 1e30, false, false },
 
-    { MTL_OPT_SCHEDULE, "MTL_OPT_SCHEDULE", MTL_SCHEDULE_CONSTANT, MTL_SCHEDULE_PLATEAU, false },
-    { MTL_OPT_SCHEDULE_STEP_EPOCHS, "MTL_OPT_SCHEDULE_STEP_EPOCHS", 1, 1e9, false },
-    { MTL_OPT_SCHEDULE_GAMMA, "MTL_OPT_SCHEDULE_GAMMA", 0, 1, true },
-    { MTL_OPT_WARMUP_STEPS, "MTL_OPT_WARMUP_STEPS", 0, 1e12, false },
-    { MTL_OPT_MIN_LEARNING_RATE, "MTL_OPT_MIN_LEARNING_RATE", 0, 10, false },
-    { MTL_OPT_PLATEAU_PATIENCE, "MTL_OPT_PLATEAU_PATIENCE", 1, 1e9, false },
+    { MTL_OPT_SCHEDULE, "MTL_OPT_SCHEDULE", MTL_SCHEDULE_CONSTANT, MTL_SCHEDULE_PLATEAU, false, false },
+    { MTL_OPT_SCHEDULE_STEP_EPOCHS, "MTL_OPT_SCHEDULE_STEP_EPOCHS", 1, 1e9, false, false },
+    { MTL_OPT_SCHEDULE_GAMMA, "MTL_OPT_SCHEDULE_GAMMA", 0, 1, true, false },
+    { MTL_OPT_WARMUP_STEPS, "MTL_OPT_WARMUP_STEPS", 0, 1e12, false, false },
+    { MTL_OPT_MIN_LEARNING_RATE, "MTL_OPT_MIN_LEARNING_RATE", 0, 10, false, false },
+    { MTL_OPT_PLATEAU_PATIENCE, "MTL_OPT_PLATEAU_PATIENCE", 1, 1e9, false, false },
 
-    { MTL_OPT_BATCH_SIZE, "MTL_OPT_BATCH_SIZE", 1, I64MAX, false },
-    { MTL_OPT_EPOCHS, "MTL_OPT_EPOCHS", 1, 1e9, false },
-    { MTL_OPT_EARLY_STOP_PATIENCE, "MTL_OPT_EARLY_STOP_PATIENCE", 0, 1e9, false },
-    { MTL_OPT_EARLY_STOP_MIN_DELTA, "MTL_OPT_EARLY_STOP_MIN_DELTA", 0, 1e30, false },
-    { MTL_OPT_CALLBACK_EVERY_STEPS, "MTL_OPT_CALLBACK_EVERY_STEPS", 0, 1e12, false },
+    { MTL_OPT_BATCH_SIZE, "MTL_OPT_BATCH_SIZE", 1, I64MAX, false, false },
+    { MTL_OPT_EPOCHS, "MTL_OPT_EPOCHS", 1, 1e9, false, false },
+    { MTL_OPT_EARLY_STOP_PATIENCE, "MTL_OPT_EARLY_STOP_PATIENCE", 0, 1e9, false, false },
+    { MTL_OPT_EARLY_STOP_MIN_DELTA, "MTL_OPT_EARLY_STOP_MIN_DELTA", 0, 1e30, false, false },
+    { MTL_OPT_CALLBACK_EVERY_STEPS, "MTL_OPT_CALLBACK_EVERY_STEPS", 0, 1e12, false, false },
 
-    { MTL_OPT_WEIGHTING, "MTL_OPT_WEIGHTING", MTL_WEIGHTING_FIXED, MTL_WEIGHTING_UPGRAD, false },
-    { MTL_OPT_DWA_TEMPERATURE, "MTL_OPT_DWA_TEMPERATURE", 0, 1e6, true },
-    { MTL_OPT_GRADNORM_ALPHA, "MTL_OPT_GRADNORM_ALPHA", 0, 100, false },
-    { MTL_OPT_CAGRAD_C, "MTL_OPT_CAGRAD_C", 0, 100, false },
-    { MTL_OPT_WEIGHTING_LR, "MTL_OPT_WEIGHTING_LR", 0, 10, true },
-    { MTL_OPT_DIAGNOSTICS, "MTL_OPT_DIAGNOSTICS", 0, 1, false },
-    { MTL_OPT_AFFINITY, "MTL_OPT_AFFINITY", 0, 1, false },
+    { MTL_OPT_WEIGHTING, "MTL_OPT_WEIGHTING", MTL_WEIGHTING_FIXED, MTL_WEIGHTING_UPGRAD, false, false },
+    { MTL_OPT_DWA_TEMPERATURE, "MTL_OPT_DWA_TEMPERATURE", 0, 1e6, true, false },
+    { MTL_OPT_GRADNORM_ALPHA, "MTL_OPT_GRADNORM_ALPHA", 0, 100, false, false },
+    { MTL_OPT_CAGRAD_C, "MTL_OPT_CAGRAD_C", 0, 100, false, false },
+    { MTL_OPT_WEIGHTING_LR, "MTL_OPT_WEIGHTING_LR", 0, 10, true, false },
+    { MTL_OPT_DIAGNOSTICS, "MTL_OPT_DIAGNOSTICS", 0, 1, false, false },
+    { MTL_OPT_AFFINITY, "MTL_OPT_AFFINITY", 0, 1, false, false },
 
-    { MTL_TASK_OPT_LOSS_WEIGHT, "MTL_TASK_OPT_LOSS_WEIGHT", 0, 1e6, false },
-    { MTL_TASK_OPT_HUBER_DELTA, "MTL_TASK_OPT_HUBER_DELTA", 0, 1e30, true },
-    { MTL_TASK_OPT_LOSS, "MTL_TASK_OPT_LOSS", MTL_LOSS_MSE, MTL_LOSS_CROSS_ENTROPY, false },
-    { MTL_TASK_OPT_STANDARDIZE, "MTL_TASK_OPT_STANDARDIZE", 0, 1, false },
-    { MTL_TASK_OPT_LOG_TARGET, "MTL_TASK_OPT_LOG_TARGET", 0, 1, false },
-    { MTL_TASK_OPT_LR_MULTIPLIER, "MTL_TASK_OPT_LR_MULTIPLIER", 0, 1e6, false },
+    { MTL_TASK_OPT_LOSS_WEIGHT, "MTL_TASK_OPT_LOSS_WEIGHT", 0, 1e6, false, true },
+    { MTL_TASK_OPT_HUBER_DELTA, "MTL_TASK_OPT_HUBER_DELTA", 0, 1e30, true, true },
+    { MTL_TASK_OPT_LOSS, "MTL_TASK_OPT_LOSS", MTL_LOSS_MSE, MTL_LOSS_CROSS_ENTROPY, false, true },
+    { MTL_TASK_OPT_STANDARDIZE, "MTL_TASK_OPT_STANDARDIZE", 0, 1, false, true },
+    { MTL_TASK_OPT_LOG_TARGET, "MTL_TASK_OPT_LOG_TARGET", 0, 1, false, true },
+    { MTL_TASK_OPT_LR_MULTIPLIER, "MTL_TASK_OPT_LR_MULTIPLIER", 0, 1e6, false, true },
 };
 
 /* Task options share numbers with handle options only within their own
@@ -64,8 +65,7 @@ static const mtli_option_info *mtli_option_find(int option, bool task_family)
 {
     size_t n = sizeof mtli_options / sizeof mtli_options[0];
     for (size_t i = 0; i < n; i++) {
-        bool is_task = mtli_options[i].name[4] == 'T'; /* "MTL_TASK_OPT_..." */
-        if (mtli_options[i].id == option && is_task == task_family) return &mtli_options[i];
+        if (mtli_options[i].id == option && mtli_options[i].task == task_family) return &mtli_options[i];
     }
     return NULL;
 }

@@ -19,6 +19,7 @@
 struct mtl_workspace {
     mtli_settings settings;
     const mtl_model *model; /* the model it was sized for */
+    uint64_t model_serial;  /* ...and its serial: a new model at a freed one's address differs */
     int64_t max_batch;
     int64_t pass_rows; /* rows per pass through the layers (<= max_batch) */
     void *arena;
@@ -144,6 +145,7 @@ mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int
     if (!ws) return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "%s: cannot allocate the workspace", fn);
     ws->settings = *s;
     ws->model = model;
+    ws->model_serial = model->serial;
     ws->max_batch = max_batch;
     ws->pass_rows = pass_rows(model, max_batch);
     ws_carver count = { NULL, 0, false };
@@ -178,7 +180,8 @@ static mtl_status check_predict(const mtl_model *m, const mtl_workspace *ws, int
     if (!m->finalized)
         return mtli_fail(MTL_ERR_STATE, "%s: the model is not finalized (call mtl_model_finalize first)", fn);
     MTLI_CHECK_ARG(ws, "%s: workspace is NULL", fn);
-    MTLI_CHECK_ARG(ws->model == m, "%s: the workspace was created for another model", fn);
+    MTLI_CHECK_ARG(ws->model == m && ws->model_serial == m->serial,
+                   "%s: the workspace was created for another model", fn);
     MTLI_CHECK_ARG(n >= 0, "%s: n = %lld rows", fn, (long long)n);
     if (n == 0) return MTL_OK;
     MTLI_CHECK_ARG(x, "%s: x is NULL", fn);

@@ -504,6 +504,14 @@ static mtl_status mtli_weighting_gather(mtli_weighting *w, const double *losses,
     return MTL_OK;
 }
 
+/* Move the learned state (uncertainty, GradNorm) with the tasks gathered
+ * for a step; the other methods learn nothing per step. */
+static void mtli_weighting_learn(mtli_weighting *w, int64_t m, const double *losses)
+{
+    if (w->p.method == MTL_WEIGHTING_UNCERTAINTY) mtli_uncertainty_update(w, m);
+    if (w->p.method == MTL_WEIGHTING_GRADNORM) mtli_gradnorm_update(w, m, losses);
+}
+
 /* The weights of one step; update: also move the learned state. */
 static mtl_status mtli_weighting_run(mtli_weighting *w, int64_t step, const double *losses,
                                      const double *gram, const bool *has_label, double *rep_weights,
@@ -559,8 +567,7 @@ static mtl_status mtli_weighting_run(mtli_weighting *w, int64_t step, const doub
     }
 
     /* Learned weights move after they were used (as in both papers). */
-    if (update && method == MTL_WEIGHTING_UNCERTAINTY) mtli_uncertainty_update(w, m);
-    if (update && method == MTL_WEIGHTING_GRADNORM) mtli_gradnorm_update(w, m, losses);
+    if (update) mtli_weighting_learn(w, m, losses);
     return MTL_OK;
 }
 
@@ -576,6 +583,20 @@ mtl_status mtli_weighting_peek(mtli_weighting *w, int64_t step, const double *lo
                                double *head_weights)
 {
     return mtli_weighting_run(w, step, losses, gram, has_label, rep_weights, head_weights, false);
+}
+
+mtl_status mtli_weighting_commit(mtli_weighting *w, const double *losses, const double *gram,
+                                 const bool *has_label)
+{
+    MTLI_CHECK_ARG(w && losses && has_label, "mtli_weighting_commit: NULL argument");
+    if (w->p.method != MTL_WEIGHTING_UNCERTAINTY && w->p.method != MTL_WEIGHTING_GRADNORM) return MTL_OK;
+    if (mtli_weighting_needs_gram(w) && !gram)
+        return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "loss weighting: method %s needs the task-gradient Gram matrix",
+                         mtli_weighting_name(w->p.method));
+    int64_t m = 0; /* gather again: the scratch may have been used since the peek */
+    MTLI_TRY(mtli_weighting_gather(w, losses, mtli_weighting_needs_gram(w) ? gram : NULL, has_label, false, &m));
+    mtli_weighting_learn(w, m, losses);
+    return MTL_OK;
 }
 
 

@@ -26,6 +26,7 @@ ENUM_MIRRORS = {
     "mtl_task_option": (libmtl.TaskOption, ("MTL_TASK_OPT_",)),
     "mtl_log_level": (libmtl.LogLevel, ("MTL_LOG_",)),
     "mtl_activation": (libmtl.Activation, ("MTL_ACT_",)),
+    "mtl_init": (libmtl.Init, ("MTL_INIT_",)),
     "mtl_task_type": (libmtl.TaskType, ("MTL_TASK_",)),
     "mtl_loss": (libmtl.Loss, ("MTL_LOSS_",)),
     "mtl_metric": (libmtl.Metric, ("MTL_METRIC_",)),

@@ -149,6 +149,41 @@ class Parameters(unittest.TestCase):
             m.param_blocks()[0].view(q[:3])
 
 
+@needs(*MODEL_FUNCS, "mtl_model_set_init")
+class Initialisation(unittest.TestCase):
+    def model(self, seed, init=None):
+        m = libmtl.Model(50, libmtl.Context(seed=seed), init=init)
+        m.add_trunk_layer(40, "relu")
+        m.add_task("a")
+        return m.finalize()
+
+    def test_uniform_fan_in(self):
+        m = self.model(3, "uniform_fan_in")
+        p = m.get_params()
+        blk = {b.name: b.view(p) for b in m.param_blocks()}
+        for name, fan_in in (("trunk.0.weight", 50), ("trunk.0.bias", 50), ("task.a.out.weight", 40)):
+            v = blk[name]
+            self.assertLessEqual(np.abs(v).max(), 1 / np.sqrt(fan_in) * (1 + 1e-7), name)
+            self.assertGreater(np.abs(v).max(), 0.5 / np.sqrt(fan_in), name)  # drawn, not 0
+        # the same as choosing it with set_init, and by the enum member
+        m2 = libmtl.Model(50, libmtl.Context(seed=3)).set_init(libmtl.Init.UNIFORM_FAN_IN)
+        m2.add_trunk_layer(40, "relu")
+        m2.add_task("a")
+        np.testing.assert_array_equal(m2.finalize().get_params(), p)
+
+    def test_default_and_errors(self):
+        default = self.model(4).get_params()
+        np.testing.assert_array_equal(self.model(4, "he_glorot").get_params(), default)
+        self.assertFalse(np.array_equal(self.model(4, 1).get_params(), default))
+        with self.assertRaises(libmtl.InvalidArgumentError):
+            libmtl.Model(3).set_init("xavier")  # unknown name: caught in Python
+        with self.assertRaises(libmtl.InvalidArgumentError):
+            libmtl.Model(3).set_init(5)  # unknown id: the library refuses it
+        m = self.model(4)
+        with self.assertRaises(libmtl.StateError):
+            m.set_init("uniform_fan_in")
+
+
 @needs(*MODEL_FUNCS, "mtl_model_set_metadata", "mtl_model_metadata_at")
 class Metadata(unittest.TestCase):
     def test_metadata_mapping(self):

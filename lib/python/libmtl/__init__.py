@@ -36,8 +36,8 @@ from ._capi import C, call, decode, library_path, library_version_number
 from .context import Context, option_bounds
 from .dataset import Dataset
 from .enums import (CSV_DROP_INCOMPLETE, DATASET_COPY, LAYER_NORM, Activation, Diagnostic,
-                    Loss, LogLevel, Metric, Option, Optimizer, Schedule, Scope, Split, Status,
-                    TaskOption, TaskType, Weighting)
+                    Init, Loss, LogLevel, Metric, Option, Optimizer, Schedule, Scope, Split,
+                    Status, TaskOption, TaskType, Weighting)
 from .errors import (FileIOError, FormatError, InternalError, InvalidArgumentError, MtlError,
                      NonFiniteError, NotFoundError, OutOfMemoryError, ShapeError, StateError,
                      UnsupportedError, VersionError)
@@ -48,7 +48,7 @@ __version__ = f"{enums.VERSION_MAJOR}.{enums.VERSION_MINOR}.{enums.VERSION_PATCH
 
 __all__ = [
     "Context", "Model", "Workspace", "Dataset", "Trainer", "Metadata", "ParamBlock",
-    "Status", "Option", "TaskOption", "LogLevel", "Activation", "TaskType", "Loss", "Metric",
+    "Status", "Option", "TaskOption", "LogLevel", "Activation", "Init", "TaskType", "Loss", "Metric",
     "Optimizer", "Schedule", "Weighting", "Split", "Diagnostic", "Scope",
     "LAYER_NORM", "DATASET_COPY", "CSV_DROP_INCOMPLETE",
     "MtlError", "InvalidArgumentError", "OutOfMemoryError", "ShapeError", "StateError",

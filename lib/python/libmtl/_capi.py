@@ -76,6 +76,7 @@ PROTOTYPES = {
     "mtl_model_set_task_i64": (status_t, [handle_t, c_int64, c_int, c_int64]),
     "mtl_model_get_task_f64": (status_t, [handle_t, c_int64, c_int, p_double]),
     "mtl_model_get_task_i64": (status_t, [handle_t, c_int64, c_int, p_int64]),
+    "mtl_model_set_init": (status_t, [handle_t, c_int]),
     "mtl_model_finalize": (status_t, [handle_t]),
     "mtl_model_input_count": (c_int64, [handle_t]),
     "mtl_model_task_count": (c_int64, [handle_t]),

@@ -114,6 +114,12 @@ class Activation(enum.IntEnum):
     SOFTPLUS = 6
 
 
+class Init(enum.IntEnum):
+    """How finalize initialises dense layers (mtl_init)."""
+    HE_GLOROT = 0       # the default: He normal for the ReLU family, Glorot uniform otherwise
+    UNIFORM_FAN_IN = 1  # weights and biases in +-1/sqrt(fan_in), as PyTorch's nn.Linear
+
+
 class TaskType(enum.IntEnum):
     REGRESSION = 1
     BINARY = 2

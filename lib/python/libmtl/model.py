@@ -13,7 +13,7 @@ from ._capi import C, call, decode, encode, encode_path
 from ._native import Native, Owner, using
 from .context import context_pointer, option_c_value, option_member, option_python_value
 from .dataset import Dataset
-from .enums import Activation, Metric, TaskOption, TaskType, to_enum
+from .enums import Activation, Init, Metric, TaskOption, TaskType, to_enum
 from .errors import InvalidArgumentError, NotFoundError, ShapeError
 
 __all__ = ["Model", "Workspace", "ParamBlock"]
@@ -89,12 +89,16 @@ class Model(Owner):
     :class:`Workspace`.
     """
 
-    def __init__(self, n_inputs, context=None):
+    def __init__(self, n_inputs, context=None, init=None):
+        """``init``: how :meth:`finalize` draws the parameters, as in
+        :meth:`set_init` (None: the library's default, 'he_glorot')."""
         ctx, keep = context_pointer(context)
         out = c_void_p()
         with using(ctx) as cp:
             call("mtl_model_create", byref(out), cp, int(n_inputs))
         self._adopt(out.value, keep)
+        if init is not None:
+            self.set_init(init)
 
     def _adopt(self, ptr, keep):
         self._native = Native(ptr, C.mtl_model_destroy, "model")
@@ -197,6 +201,16 @@ class Model(Owner):
         with self._native as p:
             call("mtl_model_get_task_i64", p, t, int(opt), byref(v))
         return option_python_value(opt, v.value)
+
+    def set_init(self, init):
+        """How :meth:`finalize` initialises the parameters (before finalize
+        only): 'he_glorot' (the default: He normal for the ReLU family,
+        Glorot uniform otherwise, biases 0) or 'uniform_fan_in' (weights
+        and biases uniform in +-1/sqrt(fan_in), as PyTorch's nn.Linear).
+        Reproducible by the context seed."""
+        with self._native as p:
+            call("mtl_model_set_init", p, int(to_enum(Init, init, what="init")))
+        return self
 
     def finalize(self):
         """Check the definition, allocate and initialise the parameters."""
