@@ -241,7 +241,7 @@ mtl_status mtl_dataset_get_targets(const mtl_dataset *ds, int64_t first, int64_t
         float *dst = y + i * ldy;
         /* A masked-out label reads as NaN: the caller sees one convention. */
         for (int64_t c = 0; c < st->n_targets; c++)
-            dst[c] = (st->mask && !st->mask[row * st->ldmask + c]) ? NAN : src[c];
+            dst[c] = mtli_label_is_observed(st->mask, st->ldmask, st->y, st->ldy, row, c) ? src[c] : NAN;
     }
     return MTL_OK;
 }

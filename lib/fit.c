@@ -137,7 +137,7 @@ static void mtli_gather_batch(mtl_trainer *t, const mtl_dataset *ds, const int64
         for (int64_t tk = 0; tk < m->n_tasks; tk++) {
             const mtli_task *task = &m->tasks[tk];
             for (int64_t c = task->target_col; c < task->target_col + task->n_targets; c++)
-                labels[tk] += !isnan(y[c]) && (!mk || mk[c]);
+                labels[tk] += mtli_label_is_observed(st->mask, st->ldmask, st->y, st->ldy, row, c);
         }
     }
 }
@@ -343,7 +343,11 @@ mtl_status mtl_trainer_fit(mtl_trainer *t, const mtl_dataset *train, const mtl_d
         /* The cosine schedule spans every epoch of the run at this batch
          * size.  Set once preparing cannot fail: a failed fit changes nothing. */
         const int64_t steps_per_epoch = (train->n_rows + t->batch_size - 1) / t->batch_size;
-        t->total_steps_hint = t->epochs * steps_per_epoch;
+        /* Capped below the counter limit (no overflow; a checkpoint of this
+         * trainer must load, and the loader refuses counters >= the limit). */
+        t->total_steps_hint = steps_per_epoch > (MTLI_MAX_STEPS - 1) / t->epochs
+                                  ? MTLI_MAX_STEPS - 1
+                                  : t->epochs * steps_per_epoch;
         mtli_schedule_refresh(t);
         t->fit_data[MTL_SPLIT_TRAIN] = train;
         t->fit_data[MTL_SPLIT_VALIDATION] = val;

@@ -15,13 +15,6 @@
 
 #include "mtl_internal.h"
 
-/* Is target (i, j) observed?  mask may be NULL. */
-static inline bool mtli_label_is_observed(const uint8_t *mask, int64_t ldmask, const float *y, int64_t ldy,
-                                          int64_t i, int64_t j)
-{
-    return (!mask || mask[i * ldmask + j] != 0) && y[i * ldy + j] == y[i * ldy + j];
-}
-
 /* Loss of task `t` on m rows.
  *   logits: m x n_outputs (row stride ldl); y, mask: the task's target
  *   columns (pointers already offset by target_col); sw: m weights or NULL.

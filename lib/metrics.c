@@ -30,8 +30,7 @@
 
 static bool mtli_observed(const mtli_eval_arrays *a, int64_t i, int64_t c)
 {
-    if (isnan(a->y[i * a->ldy + c])) return false;
-    return !a->mask || a->mask[i * a->ldmask + c] != 0;
+    return mtli_label_is_observed(a->mask, a->ldmask, a->y, a->ldy, i, c);
 }
 
 static double mtli_clamp_p(double p)

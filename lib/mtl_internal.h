@@ -254,6 +254,15 @@ int64_t mtli_task_param_spans(const mtl_model *m, int64_t task, int64_t spans[2]
 
 /* ---- data sets (dataset.c) ------------------------------------------------ */
 
+/* Is the label at (row i, column j) observed?  Not if it is NaN or its mask
+ * byte is 0 (mask may be NULL).  The one definition of a missing label:
+ * validation, scalers, losses and metrics all skip the same cells. */
+static inline bool mtli_label_is_observed(const uint8_t *mask, int64_t ldmask, const float *y, int64_t ldy,
+                                          int64_t i, int64_t j)
+{
+    return (!mask || mask[i * ldmask + j] != 0) && y[i * ldy + j] == y[i * ldy + j]; /* y == y: not NaN */
+}
+
 /* Storage shared by a data set and its views (reference counted). */
 typedef struct mtli_dataset_store {
     mtli_settings settings;
@@ -398,11 +407,16 @@ mtl_status mtli_trainer_weighting_init(mtl_trainer *t);
 void mtli_trainer_weighting_free(mtl_trainer *t);
 /* After the forward pass and the losses (t->last_losses, t->has_label):
  * choose rep/head weights with the configured method and run the backward
- * into t->grads.  step: a real optimiser step (moves learned weights,
- * records diagnostics); else mtl_trainer_compute_gradients (moves nothing).
+ * into t->grads, moving no state.  step: a real optimiser step (also the
+ * diagnostics' Gram and affinity scratch for mtli_trainer_weighting_commit);
+ * else mtl_trainer_compute_gradients.
  * mask/ldmask/sw: the batch's, for the affinity lookahead's losses. */
 mtl_status mtli_trainer_weighted_backward(mtl_trainer *t, bool step, const uint8_t *mask,
                                           int64_t ldmask, const float *sw);
+/* After a step's gradient passed the finiteness check: move the learned
+ * weights and record the diagnostics of the weighted_backward just run (a
+ * failed step changes neither). */
+mtl_status mtli_trainer_weighting_commit(mtl_trainer *t);
 /* Make now every buffer the steps need with the current options (else the
  * first step that needs one makes it), so a fit cannot run out of memory
  * once it has started (fit.c). */
@@ -439,9 +453,10 @@ void mtli_trainer_training_free(mtl_trainer *t);
  * of the output layout only, in place. */
 void mtli_scale_inputs(const mtl_model *m, int64_t n, const float *x, int64_t ldx, float *out, int64_t ldo);
 /* Fails (MTL_ERR_INVALID_ARGUMENT naming row, column and task) on a
- * non-positive target of a log-target task. */
-mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int64_t ldy, float *out,
-                              int64_t ldo);
+ * non-positive observed target of a log-target task.  A regression cell
+ * whose mask byte is 0 (mask may be NULL) is missing: NaN in out. */
+mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int64_t ldy, const uint8_t *mask,
+                              int64_t ldmask, float *out, int64_t ldo);
 void mtli_unscale_outputs(const mtl_model *m, int64_t n, float *out, int64_t ldo);
 /* Free the fitted scalers (mtl_model_destroy calls it). */
 void mtli_scalers_free(mtl_model *m);

@@ -56,12 +56,6 @@ void mtli_scalers_free(mtl_model *m)
     memset(sc, 0, sizeof *sc);
 }
 
-static bool mtli_label_observed(const mtli_dataset_store *st, int64_t row, int64_t col, float y)
-{
-    if (isnan(y)) return false;
-    return !st->mask || st->mask[row * st->ldmask + col] != 0;
-}
-
 /* Fill the target statistics; fails on a non-positive label of a
  * log-target task. */
 static mtl_status mtli_fit_targets(const mtl_model *m, const mtl_dataset *ds, mtli_welford *w,
@@ -80,7 +74,7 @@ static mtl_status mtli_fit_targets(const mtl_model *m, const mtl_dataset *ds, mt
             for (int64_t r = 0; r < ds->n_rows; r++) {
                 const int64_t row = mtli_dataset_row(ds, r);
                 const float y = st->y[row * st->ldy + c];
-                if (!mtli_label_observed(st, row, c, y)) continue;
+                if (!mtli_label_is_observed(st->mask, st->ldmask, st->y, st->ldy, row, c)) continue;
                 if (task->log_target && !(y > 0.0f))
                     return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
                                      "task '%s' has a log target, but row %lld (target column %lld) "
@@ -174,8 +168,8 @@ void mtli_scale_inputs(const mtl_model *m, int64_t n, const float *x, int64_t ld
     }
 }
 
-mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int64_t ldy, float *out,
-                              int64_t ldo)
+mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int64_t ldy, const uint8_t *mask,
+                              int64_t ldmask, float *out, int64_t ldo)
 {
     const mtli_scalers *sc = &m->scalers;
     for (int64_t i = 0; i < n; i++) {
@@ -187,7 +181,10 @@ mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int
             if (task->type != MTL_TASK_REGRESSION) continue;
             for (int64_t c = task->target_col; c < task->target_col + task->n_targets; c++) {
                 float v = yi[c];
-                if (isnan(v)) continue;
+                if (!mtli_label_is_observed(mask, ldmask, y, ldy, i, c)) { /* missing, as the losses see it */
+                    oi[c] = NAN;
+                    continue;
+                }
                 if (task->log_target) {
                     if (!(v > 0.0f))
                         return mtli_fail(MTL_ERR_INVALID_ARGUMENT,

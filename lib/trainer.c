@@ -55,7 +55,7 @@ mtl_status mtli_check_batch(const mtl_model *m, int64_t n, const float *x, int64
                 if (isinf(v)) /* NaN means "missing"; Inf is always an error */
                     return mtli_fail(MTL_ERR_NON_FINITE, "target row %lld, column %lld (task '%s') is %g", (long long)i,
                                      (long long)c, task->name, (double)v);
-                if (isnan(v) || (mask && mask[i * ldmask + c] == 0)) continue;
+                if (!mtli_label_is_observed(mask, ldmask, y, ldy, i, c)) continue;
                 if (task->type == MTL_TASK_MULTICLASS && !(v >= 0.0f && v < (float)task->n_outputs && v == floorf(v)))
                     return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
                                      "task '%s', row %lld: class label %g is not an integer in [0, %lld)", task->name,
@@ -152,7 +152,6 @@ static mtl_status gradient_pass(mtl_trainer *t, int64_t n, const float *x, int64
 {
     mtl_model *m = t->model;
     mtli_engine *e = t->engine;
-    t->grads_valid = false;
     const float *xin = x;
     int64_t ldxin = ldx;
     if (m->scalers.fitted) {
@@ -160,7 +159,7 @@ static mtl_status gradient_pass(mtl_trainer *t, int64_t n, const float *x, int64
         xin = e->xs;
         ldxin = m->n_inputs;
     }
-    mtl_status st = mtli_scale_targets(m, n, y, ldy, e->ys, m->target_width);
+    mtl_status st = mtli_scale_targets(m, n, y, ldy, mask, ldmask, e->ys, m->target_width);
     if (st != MTL_OK) return mtli_fail_prefix(st, "%s: ", fn);
     MTLI_TRY(mtli_engine_forward(e, m, &t->blas, n, xin, ldxin, true, (uint64_t)t->settings.seed, t->step_count));
     mtli_engine_losses(e, m, e->ys, m->target_width, mask, ldmask, sw, t->last_losses, t->has_label);
@@ -168,9 +167,12 @@ static mtl_status gradient_pass(mtl_trainer *t, int64_t n, const float *x, int64
         if (!isfinite(t->last_losses[k]))
             return mtli_fail(MTL_ERR_NON_FINITE, "%s: the loss of task '%s' is %g (step %lld)", fn, m->tasks[k].name,
                              t->last_losses[k], (long long)t->step_count);
+    /* The batch passed every check on the user's data: from here t->grads
+     * is overwritten (until then a failed call keeps the last gradient). */
+    t->grads_valid = false;
     /* ---- loss weighting (weighting area: trainer_weighting.c): rep/head
-     * weights from the configured method (a step moves learned weights and
-     * records diagnostics; compute_gradients does neither), then backward. */
+     * weights from the configured method, then backward.  Nothing learned
+     * moves here: mtl_trainer_step commits once the gradient is finite. */
     MTLI_TRY(mtli_trainer_weighted_backward(t, step, mask, ldmask, sw));
     /* ---- end loss weighting ---- */
     t->grads_valid = true;
@@ -264,6 +266,7 @@ mtl_status mtl_trainer_step(mtl_trainer *t, int64_t n, const float *x, int64_t l
 
     mtl_model *m = t->model;
     if (!all_finite(t->grads, m->n_params)) return non_finite_gradient(t, fn);
+    MTLI_TRY(mtli_trainer_weighting_commit(t)); /* learned weights, diagnostics: only for a good step */
     if (t->clip_norm > 0.0) { /* global-norm clipping */
         const double norm = sqrt(grad_sumsq(t->grads, m->n_params));
         if (norm > t->clip_norm) {

@@ -246,10 +246,16 @@ mtl_status mtl_trainer_get_i64(const mtl_trainer *t, int option, int64_t *value)
     case MTL_OPT_WEIGHTING: v = t->weighting_params.method; break;
     case MTL_OPT_DIAGNOSTICS: v = t->diagnostics_on; break;
     case MTL_OPT_AFFINITY: v = t->affinity_on; break;
-    default:
-        MTLI_TRY(mtli_option_check_i64(option, false, 0)); /* names a type or family error */
+    default: {
+        /* Name a type or family error, checked with a value in the option's
+         * range (lo stays 0 for an unknown or double option: then the check
+         * fails on the option itself, never on the value). */
+        int64_t lo = 0, hi = 0;
+        (void)mtl_option_bounds_i64(option, &lo, &hi);
+        MTLI_TRY(mtli_option_check_i64(option, false, lo));
         return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "option %#x is not a trainer option",
                          (unsigned)option);
+    }
     }
     *value = v;
     return MTL_OK;

@@ -166,15 +166,14 @@ mtl_status mtli_trainer_weighted_backward(mtl_trainer *t, bool step, const uint8
     const bool affinity = step && t->affinity_on && m->n_tasks > 1;
     const bool observe = step && (t->diagnostics_on || affinity);
     MTLI_TRY(mtli_weighting_buffers(t, method_gram || observe, affinity));
-    mtl_status (*weigh)(mtli_weighting *, int64_t, const double *, const double *, const bool *,
-                        double *, double *) = step ? mtli_weighting_step : mtli_weighting_peek;
-
+    /* Only a peek: the learned weights move and the diagnostics are recorded
+     * in mtli_trainer_weighting_commit, once the step is known to succeed. */
     if (method_gram) {
         MTLI_TRY(mtli_engine_backward_heads(e, m, &t->blas, t->grads));
         MTLI_TRY(mtli_engine_task_rep_grads(e, m, &t->blas));
         mtli_step_gram(t, false);
-        MTLI_TRY(weigh(t->weighting, t->step_count, t->last_losses, t->step_gram, t->has_label,
-                       t->rep_weights, t->head_weights));
+        MTLI_TRY(mtli_weighting_peek(t->weighting, t->step_count, t->last_losses, t->step_gram, t->has_label,
+                                     t->rep_weights, t->head_weights));
         mtli_engine_scale_head_grads(e, m, t->grads, t->head_weights);
         MTLI_TRY(mtli_engine_backward_fused(e, m, &t->blas, t->grads));
         MTLI_TRY(mtli_engine_backward_trunk(e, m, &t->blas, t->grads, t->rep_weights));
@@ -182,8 +181,8 @@ mtl_status mtli_trainer_weighted_backward(mtl_trainer *t, bool step, const uint8
         /* Loss-only methods weight dY (head = rep) and run the ordinary
          * backward; observing them only adds the task gradients on the side,
          * so diagnostics never change a bit of the training. */
-        MTLI_TRY(weigh(t->weighting, t->step_count, t->last_losses, NULL, t->has_label, t->rep_weights,
-                       t->head_weights));
+        MTLI_TRY(mtli_weighting_peek(t->weighting, t->step_count, t->last_losses, NULL, t->has_label,
+                                     t->rep_weights, t->head_weights));
         mtli_engine_scale_dy(e, m, t->head_weights);
         MTLI_TRY(mtli_engine_backward_heads(e, m, &t->blas, t->grads));
         if (observe) {
@@ -193,8 +192,16 @@ mtl_status mtli_trainer_weighted_backward(mtl_trainer *t, bool step, const uint8
         MTLI_TRY(mtli_engine_backward_fused(e, m, &t->blas, t->grads));
         MTLI_TRY(mtli_engine_backward_trunk(e, m, &t->blas, t->grads, NULL));
     }
-    if (!step) return MTL_OK;
-    if (affinity) MTLI_TRY(mtli_step_affinity(t, !method_gram, mask, ldmask, sw));
+    if (affinity) MTLI_TRY(mtli_step_affinity(t, !method_gram, mask, ldmask, sw)); /* scratch only */
+    return MTL_OK;
+}
+
+mtl_status mtli_trainer_weighting_commit(mtl_trainer *t)
+{
+    const bool method_gram = mtli_weighting_needs_gram(t->weighting);
+    const bool affinity = t->affinity_on && t->model->n_tasks > 1;
+    const bool observe = t->diagnostics_on || affinity;
+    MTLI_TRY(mtli_weighting_commit(t->weighting, t->last_losses, t->step_gram, t->has_label));
     mtli_diag_record_step(t, t->rep_weights, method_gram || observe ? t->step_gram : NULL,
                           affinity ? t->step_affinity : NULL);
     return MTL_OK;

@@ -533,7 +533,118 @@ TEST(fit_argument_errors)
     return 0;
 }
 
+/* ---- regressions: masked log targets, failed calls, huge epoch counts ----------- */
+
+/* A log-target task: a non-positive value is an error only where the label
+ * is observed; with mask byte 0 it is absent (as fit_scalers and evaluate
+ * see it).  A call that fails on the user's data keeps the last gradient. */
+TEST(masked_log_target_and_failed_call_keeps_gradient)
+{
+    synth s;
+    make_synth(&s, 8, 21, 0.1);
+    for (int64_t i = 0; i < s.n; i++) s.y[i * 2 + 0] = (float)(1 + i); /* task a: y > 0 */
+    mtl_model *m = make_model(3, 8, 0.0f);
+    ASSERT(m);
+    ASSERT_OK(mtl_model_set_task_i64(m, 0, MTL_TASK_OPT_LOG_TARGET, 1));
+    mtl_trainer *t = NULL;
+    ASSERT_OK(mtl_trainer_create(&t, m, 8));
+    const int64_t np = mtl_model_param_count(m);
+    float *g0 = malloc((size_t)np * sizeof(float)), *g1 = malloc((size_t)np * sizeof(float));
+    ASSERT(g0 && g1);
+    uint8_t mask[8 * 2];
+    memset(mask, 1, sizeof mask);
+    ASSERT_OK(mtl_trainer_compute_gradients(t, s.n, s.x, D, s.y, 2, mask, 2, NULL, NULL));
+    ASSERT_OK(mtl_trainer_get_gradients(t, g0, np));
+
+    s.y[5 * 2 + 0] = -3.0f; /* observed: refused, and the last gradient stays */
+    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_compute_gradients(t, s.n, s.x, D, s.y, 2, mask, 2, NULL, NULL));
+    ASSERT_MSG_HAS("log target");
+    ASSERT_OK(mtl_trainer_get_gradients(t, g1, np));
+    ASSERT(memcmp(g0, g1, (size_t)np * sizeof(float)) == 0);
+    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_step(t, s.n, s.x, D, s.y, 2, mask, 2, NULL, NULL));
+    ASSERT_EQ_INT(mtl_trainer_step_count(t), 0);
+
+    /* Masked out: accepted, and the same gradient as with the cell NaN. */
+    mask[5 * 2 + 0] = 0;
+    ASSERT_OK(mtl_trainer_compute_gradients(t, s.n, s.x, D, s.y, 2, mask, 2, NULL, NULL));
+    ASSERT_OK(mtl_trainer_get_gradients(t, g0, np));
+    s.y[5 * 2 + 0] = NAN;
+    ASSERT_OK(mtl_trainer_compute_gradients(t, s.n, s.x, D, s.y, 2, NULL, 0, NULL, NULL));
+    ASSERT_OK(mtl_trainer_get_gradients(t, g1, np));
+    ASSERT(memcmp(g0, g1, (size_t)np * sizeof(float)) == 0);
+    s.y[5 * 2 + 0] = -3.0f;
+    ASSERT_OK(mtl_trainer_step(t, s.n, s.x, D, s.y, 2, mask, 2, NULL, NULL));
+    ASSERT_EQ_INT(mtl_trainer_step_count(t), 1);
+    /* fit and evaluate agree with the step (one data set, one convention). */
+    mtl_dataset *ds = NULL;
+    ASSERT_OK(mtl_dataset_create(&ds, NULL, s.n, D, 2, s.x, D, s.y, 2, mask, 2, NULL, 0));
+    ASSERT_OK(mtl_model_fit_scalers(m, ds));
+    ASSERT_OK(mtl_trainer_set_i64(t, MTL_OPT_EPOCHS, 2));
+    ASSERT_OK(mtl_trainer_fit(t, ds, NULL, NULL, NULL));
+    ASSERT_EQ_INT(mtl_trainer_epoch(t), 2);
+
+    free(g0);
+    free(g1);
+    mtl_dataset_destroy(ds);
+    mtl_trainer_destroy(t);
+    mtl_model_destroy(m);
+    free_synth(&s);
+    return 0;
+}
+
+static int stop_at_first_step(void *user, const mtl_trainer *tr, int64_t epoch, int64_t step)
+{
+    (void)user;
+    (void)tr;
+    (void)epoch;
+    return step >= 1;
+}
+
+/* MTL_OPT_EPOCHS = 1e9 on a data set of more than 2^47 / 1e9 batches: the
+ * cosine schedule's step count is capped, so the checkpoint still loads
+ * (the loader refuses counters >= 2^47). */
+TEST(huge_epoch_count_checkpoint_loads)
+{
+    enum { N = 150000 }; /* 1e9 * 150000 steps > 2^47 = 1.4e14 */
+    float *x = calloc((size_t)N * D, sizeof(float)), *y = malloc((size_t)N * 2 * sizeof(float));
+    ASSERT(x && y);
+    for (int64_t i = 0; i < N; i++) {
+        x[i * D] = (float)(i % 7) * 0.1f;
+        y[i * 2] = y[i * 2 + 1] = 0.5f;
+    }
+    mtl_model *m = make_model(4, 4, 0.0f), *m2 = NULL;
+    ASSERT(m);
+    mtl_dataset *ds = NULL;
+    ASSERT_OK(mtl_dataset_create(&ds, NULL, N, D, 2, x, D, y, 2, NULL, 0, NULL, 0));
+    mtl_trainer *t = NULL, *t2 = NULL;
+    ASSERT_OK(mtl_trainer_create(&t, m, 1));
+    ASSERT_OK(mtl_trainer_set_i64(t, MTL_OPT_BATCH_SIZE, 1));
+    ASSERT_OK(mtl_trainer_set_i64(t, MTL_OPT_EPOCHS, 1000000000));
+    ASSERT_OK(mtl_trainer_set_i64(t, MTL_OPT_SCHEDULE, MTL_SCHEDULE_COSINE));
+    ASSERT_OK(mtl_trainer_set_i64(t, MTL_OPT_CALLBACK_EVERY_STEPS, 1));
+    ASSERT_OK(mtl_trainer_fit(t, ds, NULL, stop_at_first_step, NULL));
+    ASSERT_EQ_INT(mtl_trainer_step_count(t), 1);
+    size_t size = 0;
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(t, NULL, 0, &size));
+    void *buf = malloc(size);
+    ASSERT(buf);
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(t, buf, size, &size));
+    ASSERT_OK(mtl_trainer_load_checkpoint_buffer(&t2, &m2, NULL, buf, size));
+    ASSERT_EQ_INT(mtl_trainer_step_count(t2), 1);
+    ASSERT(mtl_trainer_learning_rate(t2) == mtl_trainer_learning_rate(t));
+    free(buf);
+    mtl_trainer_destroy(t2);
+    mtl_model_destroy(m2);
+    mtl_trainer_destroy(t);
+    mtl_dataset_destroy(ds);
+    mtl_model_destroy(m);
+    free(x);
+    free(y);
+    return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(early_stopping_restores_best), TEST_ENTRY(seeded_shuffling),
           TEST_ENTRY(callback_stops_training), TEST_ENTRY(exploding_learning_rate),
           TEST_ENTRY(scalers_round_trip_through_predict), TEST_ENTRY(lr_multiplier_freezes_a_head),
-          TEST_ENTRY(fit_argument_errors))
+          TEST_ENTRY(fit_argument_errors), TEST_ENTRY(masked_log_target_and_failed_call_keeps_gradient),
+          TEST_ENTRY(huge_epoch_count_checkpoint_loads))

@@ -337,6 +337,19 @@ TEST(trainer_option_defaults_and_bounds)
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_set_f64(&t, MTL_OPT_EPOCHS, 1.0));
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_get_f64(&t, MTL_OPT_EPOCHS, &d));
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_set_i64(&t, MTL_OPT_NUM_THREADS, 2));
+    ASSERT_MSG_HAS("not a trainer option");
+    /* A context option read from a trainer: named as such, not as a value
+     * (0) outside its range [1, 256] (regression). */
+    i = -7;
+    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_get_i64(&t, MTL_OPT_NUM_THREADS, &i));
+    ASSERT_MSG_HAS("not a trainer option");
+    ASSERT_EQ_INT(i, -7);
+    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_get_i64(&t, MTL_OPT_PARALLEL_MIN_FLOPS, &i));
+    ASSERT_MSG_HAS("not a trainer option");
+    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_get_i64(&t, MTL_OPT_LEARNING_RATE, &i));
+    ASSERT_MSG_HAS("_f64"); /* wrong type still named */
+    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_get_i64(&t, 0x10000 | 999, &i));
+    ASSERT_MSG_HAS("unknown option");
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_set_i64(&t, 0x10000 | 999, 1));
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_set_i64(NULL, MTL_OPT_EPOCHS, 1));
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_trainer_get_i64(&t, MTL_OPT_EPOCHS, NULL));
@@ -477,7 +490,7 @@ TEST(scalers_fit_and_round_trip)
         ASSERT_NEAR(xs[r * 3 + 0], (r + 1 - 3.0) / sqrt(2.0), 1e-6, 1e-6);
     }
     float ys[5 * 2];
-    ASSERT_OK(mtli_scale_targets(m, 5, y, 2, ys, 2));
+    ASSERT_OK(mtli_scale_targets(m, 5, y, 2, NULL, 0, ys, 2));
     ASSERT(isnan(ys[2 * 2 + 0]));
     ASSERT_NEAR(ys[4 * 2 + 1], (4.0 - 2.0) / sqrt(2.0), 1e-6, 1e-6);
     /* outputs = scaled targets -> unscale gives the targets back */
@@ -500,8 +513,17 @@ TEST(scalers_fit_and_round_trip)
     ASSERT_MSG_HAS("task 'b'");
     ASSERT_MSG_HAS("row 3");
     ASSERT_NEAR(m->scalers.y_mean[1], 2.0, 1e-6, 0);
-    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtli_scale_targets(m, 5, y, 2, ys, 2));
+    ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtli_scale_targets(m, 5, y, 2, NULL, 0, ys, 2));
     ASSERT_MSG_HAS("row 3");
+    /* ... unless its mask byte is 0: an absent label, missing (NaN) like a
+     * NaN label, as the losses and fit_scalers see it (regression check). */
+    uint8_t ymask[5 * 3];
+    memset(ymask, 1, sizeof ymask);
+    ymask[3 * 3 + 1] = 0; /* ldmask 3 > the 2 target columns */
+    ASSERT_OK(mtli_scale_targets(m, 5, y, 2, ymask, 3, ys, 2));
+    ASSERT(isnan(ys[3 * 2 + 1]));
+    ASSERT_NEAR(ys[4 * 2 + 1], (4.0 - 2.0) / sqrt(2.0), 1e-6, 1e-6); /* observed cells unchanged */
+    ASSERT_NEAR(ys[3 * 2 + 0], (30.0 - 20.0) / sqrt(250.0), 1e-6, 1e-6);
 
     /* standardize off: identity (mean 0, scale 1) for that task. */
     y[3 * 2 + 1] = 1.0f;

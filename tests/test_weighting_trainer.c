@@ -369,10 +369,97 @@ TEST(diagnostics_need_their_options)
     return 0;
 }
 
+/* A step that fails (non-finite gradient) changes nothing: not the learned
+ * weighting state, not the diagnostics, not a byte of the checkpoint; a
+ * retry after repairing the parameters matches a fresh trainer (regression:
+ * the learned state used to move before the finiteness check). */
+static int save_checkpoint(const mtl_trainer *tr, uint8_t **buf, size_t *size)
+{
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(tr, NULL, 0, size));
+    *buf = malloc(*size);
+    ASSERT(*buf);
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(tr, *buf, *size, size));
+    return 0;
+}
+
+static int failed_step_changes_nothing(mtl_weighting method)
+{
+    float x[NROW * NIN], y[NROW * 4];
+    make_data(NROW, x, y);
+    mtl_model *m = make_model(23), *fresh = make_model(23);
+    ASSERT(m && fresh);
+    mtl_trainer *tr = NULL, *tf = NULL;
+    ASSERT_OK(mtl_trainer_create(&tr, m, NROW));
+    ASSERT_OK(mtl_trainer_create(&tf, fresh, NROW));
+    mtl_trainer *both[2] = { tr, tf };
+    mtl_model *models[2] = { m, fresh };
+    for (int k = 0; k < 2; k++) {
+        /* A large loss weight: a huge but finite loss gives a gradient
+         * beyond FLT_MAX (the method's own weight alone could not). */
+        ASSERT_OK(mtl_model_set_task_f64(models[k], 0, MTL_TASK_OPT_LOSS_WEIGHT, 100.0));
+        ASSERT_OK(mtl_trainer_set_i64(both[k], MTL_OPT_WEIGHTING, method));
+        ASSERT_OK(mtl_trainer_set_f64(both[k], MTL_OPT_WEIGHTING_LR, 0.2));
+    }
+    const int64_t np = m->n_params;
+    float *good = malloc((size_t)np * sizeof(float)), *bad = malloc((size_t)np * sizeof(float));
+    ASSERT(good && bad);
+    ASSERT_OK(mtl_model_get_params(m, good, np));
+    memcpy(bad, good, (size_t)np * sizeof(float));
+    for (int64_t k = 0; k < 2; k++) { /* the two regression tasks' output biases */
+        const mtli_task *task = &m->tasks[k];
+        const mtli_layer *out = &task->layers[task->n_hidden];
+        for (int64_t j = 0; j < out->fan_out; j++) bad[out->b_off + j] = 3e38f;
+    }
+    ASSERT_OK(mtl_model_set_params(m, bad, np));
+
+    uint8_t *before = NULL, *after = NULL;
+    size_t n_before = 0, n_after = 0;
+    if (save_checkpoint(tr, &before, &n_before)) return 1;
+    double v[3];
+    ASSERT_STATUS(MTL_ERR_STATE, mtl_trainer_diagnostic(tr, MTL_DIAG_TASK_WEIGHTS, MTL_SCOPE_STEP, v, 3));
+    ASSERT_STATUS(MTL_ERR_NON_FINITE, mtl_trainer_step(tr, NROW, x, NIN, y, 4, NULL, 0, NULL, NULL));
+    ASSERT_MSG_HAS("parameters unchanged");
+    ASSERT_STATUS(MTL_ERR_STATE, mtl_trainer_diagnostic(tr, MTL_DIAG_TASK_WEIGHTS, MTL_SCOPE_STEP, v, 3));
+    if (save_checkpoint(tr, &after, &n_after)) return 1;
+    ASSERT_EQ_INT((int64_t)n_after, (int64_t)n_before);
+    ASSERT(memcmp(before, after, n_before) == 0);
+
+    /* Repaired: three steps give what a fresh trainer's three steps give
+     * (the learned weights of step 1 enter the gradients of steps 2, 3). */
+    ASSERT_OK(mtl_model_set_params(m, good, np));
+    for (int k = 0; k < 3; k++) {
+        ASSERT_OK(mtl_trainer_step(tr, NROW, x, NIN, y, 4, NULL, 0, NULL, NULL));
+        ASSERT_OK(mtl_trainer_step(tf, NROW, x, NIN, y, 4, NULL, 0, NULL, NULL));
+    }
+    ASSERT(memcmp(m->params, fresh->params, (size_t)np * sizeof(float)) == 0);
+    double w1[3], w2[3];
+    ASSERT_OK(mtl_trainer_diagnostic(tr, MTL_DIAG_TASK_WEIGHTS, MTL_SCOPE_STEP, w1, 3));
+    ASSERT_OK(mtl_trainer_diagnostic(tf, MTL_DIAG_TASK_WEIGHTS, MTL_SCOPE_STEP, w2, 3));
+    ASSERT(memcmp(w1, w2, sizeof w1) == 0);
+    free(before);
+    free(after);
+    free(good);
+    free(bad);
+    mtl_trainer_destroy(tr);
+    mtl_trainer_destroy(tf);
+    mtl_model_destroy(m);
+    mtl_model_destroy(fresh);
+    return 0;
+}
+
+TEST(failed_step_leaves_learned_state_and_diagnostics)
+{
+    const mtl_weighting methods[] = { MTL_WEIGHTING_UNCERTAINTY, MTL_WEIGHTING_GRADNORM };
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
+        if (failed_step_changes_nothing(methods[k])) FAILF("method %d", (int)methods[k]);
+    return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(gram_matches_finite_differences_in_z),
           TEST_ENTRY(step_gradient_is_the_weighted_sum_of_task_gradients),
           TEST_ENTRY(affinity_matches_first_order_lookahead),
           TEST_ENTRY(epoch_diagnostics_are_means_over_the_fit_steps),
           TEST_ENTRY(checkpoint_resume_keeps_learned_weighting_state),
           TEST_ENTRY(same_seed_same_training),
-          TEST_ENTRY(diagnostics_need_their_options))
+          TEST_ENTRY(diagnostics_need_their_options),
+          TEST_ENTRY(failed_step_leaves_learned_state_and_diagnostics))
