@@ -311,10 +311,12 @@ static mtl_status mtli_r_counter(mtli_reader *r, const char *field, int64_t *v)
 {
     size_t at = r->pos;
     MTLI_TRY(mtli_r_i64(r, field, v));
-    if (*v < 0 || *v >= MTLI_MAX_STEPS) { /* larger ones could overflow when counted on */
+    /* A trainer can reach MTLI_MAX_STEPS steps (its last allowed step is
+     * MTLI_MAX_STEPS - 1); larger counters could overflow when counted on. */
+    if (*v < 0 || *v > MTLI_MAX_STEPS) {
         mtli_reader here = *r;
         here.pos = at;
-        return mtli_r_fail(&here, "%s is %lld (must be in [0, 2^47))", field, (long long)*v);
+        return mtli_r_fail(&here, "%s is %lld (must be in [0, 2^47])", field, (long long)*v);
     }
     return MTL_OK;
 }

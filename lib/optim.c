@@ -30,9 +30,11 @@
 /* See the header comment: Adam moments below this are flushed to zero. */
 #define MTLI_ADAM_TINY 1e-30f
 
+/* Moments are always finite here (a non-finite gradient never reaches the
+ * update), so the vector forms need only |x| >= TINY as a lane mask. */
 static inline float mtli_flush(float x)
 {
-    return fabsf(x) < MTLI_ADAM_TINY ? 0.0f : x;
+    return fabsf(x) >= MTLI_ADAM_TINY ? x : 0.0f;
 }
 
 /* Four-wide blocks with GCC/Clang vector extensions.  At -O2 GCC 12 only
@@ -73,12 +75,11 @@ static inline mtli_f4 f4_sqrt(mtli_f4 x)
 
 typedef int32_t mtli_i4 __attribute__((vector_size(16)));
 
-/* Zero the lanes where |x| < MTLI_ADAM_TINY (NaN stays NaN), as
- * mtli_flush does for one float. */
+/* Zero the lanes where |x| < MTLI_ADAM_TINY, as mtli_flush does. */
 static inline mtli_f4 f4_flush(mtli_f4 x)
 {
     const mtli_f4 ax = (mtli_f4)((mtli_i4)x & 0x7fffffff);
-    return (mtli_f4)((mtli_i4)x & ~(ax < MTLI_ADAM_TINY));
+    return (mtli_f4)((mtli_i4)x & (ax >= MTLI_ADAM_TINY));
 }
 #else
 #define MTLI_HAVE_F4 0
@@ -220,7 +221,7 @@ typedef int32_t mtli_i8 __attribute__((vector_size(32)));
 __attribute__((target("avx2"))) static inline mtli_f8 f8_flush(mtli_f8 x)
 {
     const mtli_f8 ax = (mtli_f8)((mtli_i8)x & 0x7fffffff);
-    return (mtli_f8)((mtli_i8)x & ~(ax < MTLI_ADAM_TINY));
+    return (mtli_f8)((mtli_i8)x & (ax >= MTLI_ADAM_TINY));
 }
 
 __attribute__((target("avx2"))) static int64_t mtli_adam_f8(float *restrict p, const float *restrict g,

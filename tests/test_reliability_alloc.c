@@ -407,20 +407,13 @@ static const step_fn trainer_steps[] = { tr_create, tr_gradnorm, tr_diag, tr_aff
 
 /* ---- scenario: fit a few epochs -------------------------------------------------------- */
 
-/* The weighting state in a checkpoint records the method of the last step
- * (or gradient computation), not the method option set since: harmless
- * (loading takes the method from the options), but it would show as a
- * change here, so the setup computes gradients once after the options. */
 static int setup_trainer(fixture *f)
 {
     if (setup_data(f) || mtl_trainer_create(&f->t, f->m, 8) != MTL_OK) return 1;
-    float x[SAMPLE_ROWS * SAMPLE_INPUTS], y[SAMPLE_ROWS * SAMPLE_TARGETS];
-    sample_data(x, y);
     return mtl_trainer_set_i64(f->t, MTL_OPT_EPOCHS, 3) || mtl_trainer_set_i64(f->t, MTL_OPT_BATCH_SIZE, 7) ||
            mtl_trainer_set_i64(f->t, MTL_OPT_EARLY_STOP_PATIENCE, 2) ||
            mtl_trainer_set_i64(f->t, MTL_OPT_WEIGHTING, MTL_WEIGHTING_DWA) ||
-           mtl_trainer_set_i64(f->t, MTL_OPT_DIAGNOSTICS, 1) ||
-           mtl_trainer_compute_gradients(f->t, 4, x, SAMPLE_INPUTS, y, SAMPLE_TARGETS, NULL, 0, NULL, NULL);
+           mtl_trainer_set_i64(f->t, MTL_OPT_DIAGNOSTICS, 1);
 }
 
 static mtl_status fit_run(fixture *f) { return mtl_trainer_fit(f->t, f->train, f->val, NULL, NULL); }
@@ -429,27 +422,14 @@ static mtl_status fit_run(fixture *f) { return mtl_trainer_fit(f->t, f->train, f
  * and a cosine schedule: the most buffers a fit can need. */
 static int setup_trainer_gradnorm(fixture *f)
 {
-    float x[SAMPLE_ROWS * SAMPLE_INPUTS], y[SAMPLE_ROWS * SAMPLE_TARGETS];
-    sample_data(x, y);
     return setup_trainer(f) || mtl_trainer_set_i64(f->t, MTL_OPT_WEIGHTING, MTL_WEIGHTING_GRADNORM) ||
            mtl_trainer_set_i64(f->t, MTL_OPT_AFFINITY, 1) ||
            mtl_trainer_set_i64(f->t, MTL_OPT_OPTIMIZER, MTL_OPTIMIZER_SGD) ||
            mtl_trainer_set_f64(f->t, MTL_OPT_MOMENTUM, 0.5) ||
-           mtl_trainer_set_i64(f->t, MTL_OPT_SCHEDULE, MTL_SCHEDULE_COSINE) ||
-           mtl_trainer_compute_gradients(f->t, 4, x, SAMPLE_INPUTS, y, SAMPLE_TARGETS, NULL, 0, NULL, NULL);
+           mtl_trainer_set_i64(f->t, MTL_OPT_SCHEDULE, MTL_SCHEDULE_COSINE);
 }
 
 static const step_fn fit_steps[] = { fit_run, NULL };
-
-/* A step allocates only the first time it needs a buffer: the per-task
- * representation gradients (diagnostics, gradient-based weighting) and the
- * affinity lookahead (lib/trainer_weighting.c).  Here the gradients exist
- * already (one step with diagnostics) and the lookahead is tortured. */
-static mtl_status step_run(fixture *f);
-static int setup_affinity(fixture *f)
-{
-    return setup_trainer(f) || step_run(f) != MTL_OK || mtl_trainer_set_i64(f->t, MTL_OPT_AFFINITY, 1) != MTL_OK;
-}
 
 static mtl_status step_run(fixture *f)
 {
@@ -457,8 +437,6 @@ static mtl_status step_run(fixture *f)
     sample_data(x, y);
     return mtl_trainer_step(f->t, 8, x, SAMPLE_INPUTS, y, SAMPLE_TARGETS, NULL, 0, NULL, NULL);
 }
-
-static const step_fn step_steps[] = { step_run, NULL };
 
 /* ---- scenario: evaluate ------------------------------------------------------------------ */
 
@@ -673,7 +651,6 @@ TORTURE(model_define, NULL, define_steps, sign_definition, NULL)
 TORTURE(trainer_create, setup_model, trainer_steps, sign_trainer_fx, NULL)
 TORTURE(trainer_fit, setup_trainer, fit_steps, sign_trainer_fx, NULL)
 TORTURE(trainer_fit_gradnorm, setup_trainer_gradnorm, fit_steps, sign_trainer_fx, NULL)
-TORTURE(step_with_affinity, setup_affinity, step_steps, sign_trainer_fx, NULL)
 TORTURE(evaluate, setup_eval, eval_steps, sign_eval, NULL)
 TORTURE(workspace_create, setup_model, ws_steps, sign_ws, NULL)
 TORTURE(dataset_copy_view, NULL, ds_steps, sign_datasets, NULL)
@@ -683,9 +660,9 @@ TORTURE(checkpoint_load, setup_ckpt_file, ckpt_load_steps, sign_loaded, NULL)
 TORTURE(csv_file, setup_csv, csv_steps, sign_datasets, NULL)
 
 /* Promised to allocate nothing (mtl.h): predict, predict_labels, embed and
- * training steps.  With diagnostics and affinity on, the first step sizes
- * their buffers once (step_with_affinity); every later step allocates
- * nothing either. */
+ * training steps, from the first step on, whatever the options (the
+ * buffers of diagnostics, affinity and gradient-based weighting are made
+ * when those options are set: trainer_create above tortures that). */
 static int no_allocations(fixture *f, int steps)
 {
     float x[SAMPLE_ROWS * SAMPLE_INPUTS], y[SAMPLE_ROWS * SAMPLE_TARGETS], out[SAMPLE_ROWS * SAMPLE_OUTPUTS];
@@ -714,9 +691,8 @@ TEST(hot_paths_allocate_nothing)
     int r = no_allocations(&f, 1); /* default options, from the first step */
     teardown(&f);
     if (r) return r;
-    ASSERT(setup_affinity(&f) == 0);
+    ASSERT(setup_trainer_gradnorm(&f) == 0);
     ASSERT_OK(mtl_trainer_set_i64(f.t, MTL_OPT_WEIGHTING, MTL_WEIGHTING_PCGRAD));
-    ASSERT_OK(step_run(&f)); /* the first step with affinity sizes its buffer */
     ASSERT_OK(mtl_workspace_create(&f.ws, f.m, 5));
     r = no_allocations(&f, 1);
     teardown(&f);
@@ -739,7 +715,7 @@ int main(int argc, char **argv)
     if (mtl_context_create(&g_ctx, &g_allocator) != MTL_OK) return 1;
     static const test_case tests[] = {
         TEST_ENTRY(context_create), TEST_ENTRY(model_define), TEST_ENTRY(trainer_create),
-        TEST_ENTRY(trainer_fit), TEST_ENTRY(trainer_fit_gradnorm), TEST_ENTRY(step_with_affinity), TEST_ENTRY(evaluate),
+        TEST_ENTRY(trainer_fit), TEST_ENTRY(trainer_fit_gradnorm), TEST_ENTRY(evaluate),
         TEST_ENTRY(workspace_create), TEST_ENTRY(dataset_copy_view), TEST_ENTRY(model_save),
         TEST_ENTRY(checkpoint_save), TEST_ENTRY(checkpoint_load), TEST_ENTRY(csv_file),
         TEST_ENTRY(hot_paths_allocate_nothing), TEST_ENTRY(summary),

@@ -313,10 +313,14 @@ class Inference(unittest.TestCase):
         np.testing.assert_array_equal(self.m.predict(self.x.astype(np.float64)), want)
         np.testing.assert_array_equal(self.m.predict(np.asfortranarray(self.x)), want)
         np.testing.assert_array_equal(self.m.predict(self.x.tolist()), want)
-        np.testing.assert_array_equal(self.m.predict(big[::2, 2:7]), want[::2])
+        # Layout, not batch composition, is under test: a row's last bits may
+        # depend on the batch it is in (BLIS and the small kernels pick
+        # paths by shape), so compare against a contiguous copy of the same rows.
+        np.testing.assert_array_equal(self.m.predict(big[::2, 2:7]),
+                                      self.m.predict(np.ascontiguousarray(self.x[::2])))
         row = self.m.predict(self.x[3])  # 1-D: one row in, one row out
         self.assertEqual(row.shape, (2,))
-        np.testing.assert_array_equal(row, want[3])
+        np.testing.assert_array_equal(row, self.m.predict(self.x[3:4])[0])
 
     def test_out_arrays(self):
         want = self.m.predict(self.x)
