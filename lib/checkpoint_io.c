@@ -116,7 +116,8 @@ static void mtli_write_early_stop(mtli_writer *w, const void *arg)
         mtli_w_i64(w, t->task_best_epoch[k]);
         mtli_w_f64(w, t->task_best_loss[k]);
     }
-    /* The best weights matter only once an epoch was the best. */
+    /* The best weights matter only once an epoch was the best (before the
+     * first fit there is no copy: best_params is NULL, best_epoch 0). */
     bool has_best = t->best_params && t->best_epoch > 0;
     mtli_w_u8(w, has_best);
     if (has_best) mtli_w_param_vector(w, t->model, t->best_params);
@@ -380,7 +381,11 @@ static mtl_status mtli_read_early_stop(mtl_trainer *t, const mtli_file *f)
     }
     bool has;
     MTLI_TRY(mtli_r_bool(&r, "best-parameters flag", &has));
-    if (has) MTLI_TRY(mtli_r_param_vector(&r, t->model, "best parameters", t->best_params));
+    if (has) {
+        /* The trainer was just made: its fit buffers do not exist yet. */
+        MTLI_TRY(mtli_trainer_best_params_alloc(t));
+        MTLI_TRY(mtli_r_param_vector(&r, t->model, "best parameters", t->best_params));
+    }
     return mtli_file_section_done(f, &r);
 }
 

@@ -1,10 +1,13 @@
 /* fit.c -- the training modules' share of a trainer, the fit loop and the
  * progress queries.
  *
- * Everything fit needs per step (the gathered mini-batch, the best
- * weights, per-epoch losses) is allocated once with the trainer, so an
- * epoch allocates nothing but the row permutation of its data set (once
- * per fit call). */
+ * The per-task state (per-epoch losses, metrics, best epochs) is allocated
+ * with the trainer.  The buffers only fit uses (the best and epoch-start
+ * weights, the gathered mini-batch: two parameter copies and a batch) are
+ * allocated by the first fit call and kept until the trainer is destroyed,
+ * so a host that only calls mtl_trainer_step never pays for them.  An epoch
+ * allocates nothing; a fit call allocates only the row permutation of its
+ * data set (and, the first time, the fit buffers) before training. */
 #include "mtl_internal.h"
 
 #include <math.h>
@@ -23,7 +26,7 @@ mtl_status mtli_trainer_training_init(mtl_trainer *t)
 {
     const mtli_settings *s = &t->settings;
     const mtl_model *m = t->model;
-    const size_t T = (size_t)t->n_tasks, B = (size_t)t->max_batch;
+    const size_t T = (size_t)t->n_tasks;
     mtli_trainer_options_defaults(t);
 
     t->task_lr_mult = mtli_calloc(s, T, sizeof(double));
@@ -32,18 +35,10 @@ mtl_status mtli_trainer_training_init(mtl_trainer *t)
     t->epoch_metrics = mtli_calloc(s, 2 * MTLI_N_METRICS * T, sizeof(double));
     t->task_best_epoch = mtli_calloc(s, T, sizeof(int64_t));
     t->task_best_loss = mtli_calloc(s, T, sizeof(double));
-    t->best_params = mtli_calloc(s, (size_t)m->n_params, sizeof(float));
-    t->epoch_params = mtli_calloc(s, (size_t)m->n_params, sizeof(float));
-    t->batch_x = mtli_calloc(s, B * (size_t)m->n_inputs, sizeof(float));
-    t->batch_y = mtli_calloc(s, B * (size_t)m->target_width, sizeof(float));
-    t->batch_mask = mtli_calloc(s, B * (size_t)m->target_width, sizeof(uint8_t));
-    t->batch_w = mtli_calloc(s, B, sizeof(float));
     if (!t->task_lr_mult || !t->epoch_losses[0] || !t->epoch_losses[1] || !t->epoch_metrics ||
-        !t->task_best_epoch || !t->task_best_loss || !t->best_params || !t->epoch_params || !t->batch_x ||
-        !t->batch_y || !t->batch_mask || !t->batch_w) {
+        !t->task_best_epoch || !t->task_best_loss) {
         mtli_trainer_training_free(t);
-        return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "trainer: training state for %lld parameters, "
-                         "batches of %lld rows", (long long)m->n_params, (long long)t->max_batch);
+        return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "trainer: training state for %lld tasks", (long long)T);
     }
     for (size_t i = 0; i < T; i++) {
         t->task_lr_mult[i] = 1.0;
@@ -60,6 +55,50 @@ mtl_status mtli_trainer_training_init(mtl_trainer *t)
         mtli_trainer_training_free(t);
         return st;
     }
+    return MTL_OK;
+}
+
+mtl_status mtli_trainer_best_params_alloc(mtl_trainer *t)
+{
+    if (t->best_params) return MTL_OK;
+    t->best_params = mtli_calloc(&t->settings, (size_t)t->model->n_params, sizeof(float));
+    if (!t->best_params)
+        return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "trainer: best-weights copy of %lld parameters",
+                         (long long)t->model->n_params);
+    return MTL_OK;
+}
+
+/* The fit-only buffers, made by the first fit call (kept until the trainer
+ * is destroyed).  All or nothing: on failure the trainer is unchanged. */
+static mtl_status mtli_fit_buffers(mtl_trainer *t)
+{
+    if (t->epoch_params) return MTL_OK; /* made together: one stands for all */
+    const mtli_settings *s = &t->settings;
+    const mtl_model *m = t->model;
+    const size_t P = (size_t)m->n_params, B = (size_t)t->max_batch, K = (size_t)m->target_width;
+    /* best_params may exist already (a checkpoint with best weights was loaded). */
+    float *best = t->best_params ? NULL : mtli_calloc(s, P, sizeof(float));
+    float *epoch = mtli_calloc(s, P, sizeof(float));
+    float *x = mtli_calloc(s, B * (size_t)m->n_inputs, sizeof(float));
+    float *y = mtli_calloc(s, B * K, sizeof(float));
+    uint8_t *mask = mtli_calloc(s, B * K, sizeof(uint8_t));
+    float *w = mtli_calloc(s, B, sizeof(float));
+    if ((!best && !t->best_params) || !epoch || !x || !y || !mask || !w) {
+        mtli_free(s, best);
+        mtli_free(s, epoch);
+        mtli_free(s, x);
+        mtli_free(s, y);
+        mtli_free(s, mask);
+        mtli_free(s, w);
+        return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "mtl_trainer_fit: fit buffers for %lld parameters, "
+                         "batches of %lld rows", (long long)m->n_params, (long long)t->max_batch);
+    }
+    if (best) t->best_params = best;
+    t->epoch_params = epoch;
+    t->batch_x = x;
+    t->batch_y = y;
+    t->batch_mask = mask;
+    t->batch_w = w;
     return MTL_OK;
 }
 
@@ -302,6 +341,7 @@ static mtl_status mtli_fit_prepare(mtli_fit_run *r)
     mtl_trainer *t = r->t;
     const mtli_settings *s = &t->settings;
     const size_t T = (size_t)t->n_tasks;
+    MTLI_TRY(mtli_fit_buffers(t)); /* first fit only; before anything else changes */
     r->perm = mtli_alloc(s, (size_t)r->train->n_rows * sizeof(int64_t));
     r->sum_loss = mtli_calloc(s, 4 * T, sizeof(double));
     if (!r->perm || !r->sum_loss)

@@ -439,11 +439,15 @@ mtl_status mtli_trainer_build_ranges(mtl_trainer *t);
 /* The training modules' share of a trainer (fit.c).  mtl_trainer_create
  * calls mtli_trainer_training_init once model, settings, blas, max_batch
  * and n_tasks are set: it sets every option to its default and allocates
- * task_lr_mult, ranges, opt_state and the fit-loop fields.
+ * task_lr_mult, ranges, opt_state and the per-task fit-loop fields (the
+ * fit-only buffers wait for the first fit).
  * mtl_trainer_destroy calls mtli_trainer_training_free (safe on a zeroed
  * or partly initialised trainer). */
 mtl_status mtli_trainer_training_init(mtl_trainer *t);
 void mtli_trainer_training_free(mtl_trainer *t);
+/* Allocate t->best_params (zeroed) if it is not there yet: the first fit
+ * makes it, or loading a checkpoint that holds best weights (fit.c). */
+mtl_status mtli_trainer_best_params_alloc(mtl_trainer *t);
 
 /* ---- scalers (scalers.c) --------------------------------------------------
  * Apply the model's fitted scalers (identity when not fitted).  Inputs:
@@ -550,6 +554,8 @@ struct mtl_trainer {
     int64_t *task_best_epoch;  /* T */
     double *task_best_loss;    /* T */
     int64_t bad_epochs;
+    /* Fit-only buffers: NULL until the first fit (best_params also made by
+     * loading a checkpoint that holds best weights); see fit.c. */
     float *best_params;        /* n_params */
     float *epoch_params;       /* n_params: weights at the start of the current epoch */
     float *batch_x, *batch_y;  /* max_batch x n_inputs / target_width: gathered mini-batch */

@@ -28,9 +28,16 @@ static struct {
     long calls, fail_at, live;
 } g_hook = { 0, -1, 0 };
 
+/* Allocations of g_big_size bytes, or up to 63 more (the library rounds
+ * to cache lines; 0: not counted): which calls make parameter-sized
+ * vectors (fit_buffers_made_by_the_first_fit). */
+static size_t g_big_size;
+static long g_big;
+
 static void *hook_alloc(void *user, size_t size, size_t alignment)
 {
     (void)user;
+    if (g_big_size && size >= g_big_size && size < g_big_size + 64) g_big++;
     if (g_hook.calls++ == g_hook.fail_at) return NULL;
     void *p = NULL;
     if (posix_memalign(&p, alignment, size) != 0) return NULL;
@@ -699,6 +706,75 @@ TEST(hot_paths_allocate_nothing)
     return r;
 }
 
+/* The fit-only buffers (best and epoch-start weights: two parameter
+ * copies, and the gathered batch) are made by the first fit, not by
+ * mtl_trainer_create or the steps, and kept: a second fit copies no
+ * parameters.  A checkpoint saved before any fit loads, and one holding
+ * best weights loads them (the loader makes the copy). */
+TEST(fit_buffers_made_by_the_first_fit)
+{
+    fixture f = { 0 };
+    ASSERT(setup_data(&f) == 0);
+    const int64_t P = mtl_model_param_count(f.m);
+    g_big_size = (size_t)P * sizeof(float);
+    g_big = 0;
+    ASSERT_OK(mtl_trainer_create(&f.t, f.m, 8));
+    const long at_create = g_big;
+    ASSERT(at_create >= 3); /* gradients and Adam's two moments, at least */
+    ASSERT(step_run(&f) == MTL_OK);
+    ASSERT_EQ_INT(g_big, at_create); /* steps make no copy either */
+    ASSERT_OK(mtl_trainer_set_i64(f.t, MTL_OPT_EPOCHS, 2));
+    ASSERT_OK(mtl_trainer_set_i64(f.t, MTL_OPT_EARLY_STOP_PATIENCE, 1));
+
+    /* a checkpoint of a trainer that never fitted: saves and loads */
+    size_t n = 0;
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(f.t, NULL, 0, &n));
+    unsigned char *buf = malloc(n);
+    ASSERT(buf != NULL);
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(f.t, buf, n, &n));
+    mtl_trainer *t2 = NULL;
+    mtl_model *m2 = NULL;
+    g_big = 0;
+    ASSERT_OK(mtl_trainer_load_checkpoint_buffer(&t2, &m2, g_ctx, buf, n));
+    const long at_load_unfitted = g_big; /* model, trainer and the loader's own scratch: no best copy */
+    mtl_trainer_destroy(t2);
+    mtl_model_destroy(m2);
+    free(buf);
+
+    g_big = 0;
+    ASSERT_OK(mtl_trainer_fit(f.t, f.train, f.val, NULL, NULL));
+    ASSERT_EQ_INT(g_big, 2); /* best and epoch-start weights */
+    g_big = 0;
+    ASSERT_OK(mtl_trainer_fit(f.t, f.train, f.val, NULL, NULL));
+    ASSERT_EQ_INT(g_big, 0); /* kept from the first fit */
+    int64_t best = 0;
+    ASSERT_OK(mtl_trainer_best_epoch(f.t, -1, &best, NULL));
+    ASSERT(best > 0);
+
+    /* a checkpoint holding best weights: the loader makes the copy, and a
+     * fit of the loaded trainer then makes only the epoch-start copy */
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(f.t, NULL, 0, &n));
+    buf = malloc(n);
+    ASSERT(buf != NULL);
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(f.t, buf, n, &n));
+    g_big = 0;
+    ASSERT_OK(mtl_trainer_load_checkpoint_buffer(&t2, &m2, g_ctx, buf, n));
+    ASSERT_EQ_INT(g_big, at_load_unfitted + 1);
+    size_t n2 = 0;
+    ASSERT_OK(mtl_trainer_save_checkpoint_buffer(t2, NULL, 0, &n2));
+    ASSERT_EQ_INT((long)n2, (long)n); /* the best weights made it through */
+    ASSERT_OK(mtl_trainer_set_i64(t2, MTL_OPT_EPOCHS, 3));
+    g_big = 0;
+    ASSERT_OK(mtl_trainer_fit(t2, f.train, f.val, NULL, NULL));
+    ASSERT_EQ_INT(g_big, 1);
+    g_big_size = 0;
+    mtl_trainer_destroy(t2);
+    mtl_model_destroy(m2);
+    free(buf);
+    teardown(&f);
+    return 0;
+}
+
 TEST(summary)
 {
     printf("  %ld allocation points tortured in this file (%ld optional)\n", g_points, g_optional);
@@ -715,7 +791,8 @@ int main(int argc, char **argv)
     if (mtl_context_create(&g_ctx, &g_allocator) != MTL_OK) return 1;
     static const test_case tests[] = {
         TEST_ENTRY(context_create), TEST_ENTRY(model_define), TEST_ENTRY(trainer_create),
-        TEST_ENTRY(trainer_fit), TEST_ENTRY(trainer_fit_gradnorm), TEST_ENTRY(evaluate),
+        TEST_ENTRY(trainer_fit), TEST_ENTRY(trainer_fit_gradnorm),
+        TEST_ENTRY(fit_buffers_made_by_the_first_fit), TEST_ENTRY(evaluate),
         TEST_ENTRY(workspace_create), TEST_ENTRY(dataset_copy_view), TEST_ENTRY(model_save),
         TEST_ENTRY(checkpoint_save), TEST_ENTRY(checkpoint_load), TEST_ENTRY(csv_file),
         TEST_ENTRY(hot_paths_allocate_nothing), TEST_ENTRY(summary),
