@@ -45,7 +45,8 @@
  * alone move these means by several hundredths.
  *
  *   cycloadd_demo [--seeds N] [--quick] [--data file.csv.gz] [options]
- *   (--help lists the options)
+ *   (--help lists the options; --weighting W --diagnostics compares the
+ *   loss-weighting methods, see docs/loss-weighting.md)
  */
 #include <mtl.h>
 
@@ -107,7 +108,8 @@ typedef struct config {
     double huber_delta;    /* in standardised target units */
     unsigned layer_flags;  /* trunk layers: MTL_LAYER_NORM or 0 */
     mtl_activation act;    /* trunk and head hidden layers */
-    bool quick, verbose;
+    mtl_weighting weighting; /* of the multi-task model's losses */
+    bool quick, verbose, diagnostics;
 } config;
 
 static config default_config(void)
@@ -133,6 +135,7 @@ static config default_config(void)
         .init = MTL_INIT_UNIFORM_FAN_IN,
         .huber_delta = 1.0,
         .act = MTL_ACT_RELU,
+        .weighting = MTL_WEIGHTING_FIXED,
     };
     return c;
 }
@@ -153,8 +156,28 @@ static void usage(void)
            "  --loss L          mse, mae or huber (--delta D, scaled units)\n"
            "  --act A           relu, gelu, leaky or tanh   --norm 1  layer norm in the trunk\n"
            "  --init I          torch (uniform +-1/sqrt(fan_in), default) or he (He/Glorot)\n"
+           "  --weighting W     multi-task loss weighting: fixed (default), uncertainty, dwa, gls,\n"
+           "                    rlw, gradnorm, pcgrad, mgda, cagrad, imtl_g or upgrad\n"
+           "  --diagnostics     multi-task: print the task-gradient cosine, conflicts and weights\n"
            "  --seed0 N         first seed          --verbose     per-epoch progress\n",
            CYCLOADD_DATA);
+}
+
+static const char *const weighting_names[] = {
+    [MTL_WEIGHTING_FIXED] = "fixed",       [MTL_WEIGHTING_UNCERTAINTY] = "uncertainty",
+    [MTL_WEIGHTING_DWA] = "dwa",           [MTL_WEIGHTING_GLS] = "gls",
+    [MTL_WEIGHTING_RLW] = "rlw",           [MTL_WEIGHTING_GRADNORM] = "gradnorm",
+    [MTL_WEIGHTING_PCGRAD] = "pcgrad",     [MTL_WEIGHTING_MGDA] = "mgda",
+    [MTL_WEIGHTING_CAGRAD] = "cagrad",     [MTL_WEIGHTING_IMTL_G] = "imtl_g",
+    [MTL_WEIGHTING_UPGRAD] = "upgrad",
+};
+
+/* The mtl_weighting named `name`, or 0 if there is none. */
+static mtl_weighting parse_weighting(const char *name)
+{
+    for (int w = MTL_WEIGHTING_FIXED; w <= MTL_WEIGHTING_UPGRAD; w++)
+        if (!strcmp(name, weighting_names[w])) return (mtl_weighting)w;
+    return (mtl_weighting)0;
 }
 
 static int parse_list(const char *s, double *v, int cap)
@@ -187,6 +210,9 @@ static config parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--verbose")) {
             c.verbose = true;
             continue;
+        } else if (!strcmp(a, "--diagnostics")) {
+            c.diagnostics = true;
+            continue;
         } else if (!v) {
             fprintf(stderr, "unknown option or missing value: %s\n", a);
             exit(2);
@@ -216,7 +242,10 @@ static config parse_args(int argc, char **argv)
         else if (!strcmp(a, "--schedule"))
             c.schedule = !strcmp(v, "cosine") ? MTL_SCHEDULE_COSINE
                          : !strcmp(v, "plateau") ? MTL_SCHEDULE_PLATEAU : MTL_SCHEDULE_CONSTANT;
-        else if (!strcmp(a, "--models"))
+        else if (!strcmp(a, "--weighting")) {
+            c.weighting = parse_weighting(v);
+            if (!c.weighting) c.seeds = 0; /* flags the error */
+        } else if (!strcmp(a, "--models"))
             c.models = !strcmp(v, "single") ? 1u : !strcmp(v, "multi") ? 2u : 3u;
         else if (!strcmp(a, "--trunk")) {
             c.n_trunk = parse_list(v, list, MAX_LAYERS);
@@ -296,12 +325,40 @@ typedef struct result {
     double val_mae[N_TARGETS]; /* validation MAE (what the settings were tuned on) */
     int64_t epochs, best_epoch;
     double seconds;
+    /* --diagnostics, multi-task model: epoch means averaged over the epochs */
+    double cosine, conflicts, weight[N_TARGETS], grad_norm[N_TARGETS];
 } result;
+
+/* What the progress callback needs, and the diagnostics it sums. */
+typedef struct progress_state {
+    int64_t n_tasks;
+    bool verbose, diagnostics;
+    result *r;
+} progress_state;
+
+/* Adds the last epoch's mean diagnostics to r (divided by the epochs later). */
+static void add_diagnostics(const mtl_trainer *tr, result *r)
+{
+    double cosine[N_TARGETS * N_TARGETS], conflicts, weight[N_TARGETS], norm[N_TARGETS];
+    CHECK(mtl_trainer_diagnostic(tr, MTL_DIAG_GRAD_COSINE, MTL_SCOPE_EPOCH, cosine, N_TARGETS * N_TARGETS));
+    CHECK(mtl_trainer_diagnostic(tr, MTL_DIAG_CONFLICTS, MTL_SCOPE_EPOCH, &conflicts, 1));
+    CHECK(mtl_trainer_diagnostic(tr, MTL_DIAG_TASK_WEIGHTS, MTL_SCOPE_EPOCH, weight, N_TARGETS));
+    CHECK(mtl_trainer_diagnostic(tr, MTL_DIAG_GRAD_NORMS, MTL_SCOPE_EPOCH, norm, N_TARGETS));
+    r->cosine += cosine[1]; /* G_act with G_r */
+    r->conflicts += conflicts;
+    for (int t = 0; t < N_TARGETS; t++) {
+        r->weight[t] += weight[t];
+        r->grad_norm[t] += norm[t];
+    }
+}
 
 static int progress(void *user, const mtl_trainer *tr, int64_t epoch, int64_t step)
 {
     (void)step;
-    const int64_t n_tasks = *(const int64_t *)user;
+    const progress_state *ps = user;
+    const int64_t n_tasks = ps->n_tasks;
+    if (ps->diagnostics) add_diagnostics(tr, ps->r);
+    if (!ps->verbose) return 0;
     double train[N_TARGETS], val[N_TARGETS], mae[N_TARGETS];
     CHECK(mtl_trainer_epoch_losses(tr, MTL_SPLIT_TRAIN, train));
     CHECK(mtl_trainer_epoch_losses(tr, MTL_SPLIT_VALIDATION, val));
@@ -361,9 +418,13 @@ static result train_model(const config *c, const data *d, int64_t seed, unsigned
     CHECK(mtl_trainer_set_i64(tr, MTL_OPT_EARLY_STOP_PATIENCE, c->patience));
     CHECK(mtl_trainer_set_i64(tr, MTL_OPT_SCHEDULE, c->schedule));
     CHECK(mtl_trainer_set_i64(tr, MTL_OPT_PLATEAU_PATIENCE, c->plateau_patience));
-    CHECK(mtl_trainer_fit(tr, split[0], split[1], c->verbose ? progress : NULL, &n_tasks));
-
+    const bool diagnostics = c->diagnostics && which == 3u;
+    if (which == 3u) CHECK(mtl_trainer_set_i64(tr, MTL_OPT_WEIGHTING, c->weighting));
+    if (diagnostics) CHECK(mtl_trainer_set_i64(tr, MTL_OPT_DIAGNOSTICS, 1));
     result r = { .mae = { NAN, NAN }, .val_mae = { NAN, NAN } };
+    progress_state ps = { .n_tasks = n_tasks, .verbose = c->verbose, .diagnostics = diagnostics, .r = &r };
+    CHECK(mtl_trainer_fit(tr, split[0], split[1], c->verbose || diagnostics ? progress : NULL, &ps));
+
     double mae[N_TARGETS], val_mae[N_TARGETS];
     mtl_workspace *ws = NULL;
     CHECK(mtl_workspace_create(&ws, m, 256));
@@ -376,6 +437,14 @@ static result train_model(const config *c, const data *d, int64_t seed, unsigned
         }
     r.epochs = mtl_trainer_epoch(tr);
     r.seconds = mtl_trainer_elapsed_seconds(tr);
+    if (diagnostics && r.epochs > 0) {
+        r.cosine /= (double)r.epochs;
+        r.conflicts /= (double)r.epochs;
+        for (int t = 0; t < N_TARGETS; t++) {
+            r.weight[t] /= (double)r.epochs;
+            r.grad_norm[t] /= (double)r.epochs;
+        }
+    }
     if (c->patience > 0) CHECK(mtl_trainer_best_epoch(tr, -1, &r.best_epoch, NULL));
 
     mtl_workspace_destroy(ws);
@@ -406,6 +475,13 @@ static void print_result(const char *what, const result *r)
            r->seconds);
 }
 
+static void print_diagnostics(const char *what, const result *r)
+{
+    printf("  %-13s  cosine(G_act, G_r) %+.3f, conflicting steps %.3f, weights %.3f/%.3f, "
+           "grad norms %.3g/%.3g\n", what, r->cosine, r->conflicts, r->weight[0], r->weight[1],
+           r->grad_norm[0], r->grad_norm[1]);
+}
+
 int main(int argc, char **argv)
 {
     const double t0 = now_seconds();
@@ -431,6 +507,7 @@ int main(int argc, char **argv)
     double single[N_TARGETS] = { 0, 0 }, multi[N_TARGETS] = { 0, 0 };
     double single_val[N_TARGETS] = { 0, 0 }, multi_val[N_TARGETS] = { 0, 0 }, train_seconds = 0;
     int64_t epochs_single = 0, epochs_multi = 0;
+    result diag_mean = { .cosine = 0 }; /* --diagnostics: means over the seeds */
     for (int s = 0; s < c.seeds; s++) {
         const int64_t seed = c.first_seed + s;
         printf("seed %lld\n", (long long)seed);
@@ -445,6 +522,15 @@ int main(int argc, char **argv)
         if (c.models & 2u) {
             result r = train_model(&c, &d, seed, 3u);
             print_result("multi-task", &r);
+            if (c.diagnostics) {
+                print_diagnostics("  per epoch", &r);
+                diag_mean.cosine += r.cosine / c.seeds;
+                diag_mean.conflicts += r.conflicts / c.seeds;
+                for (int t = 0; t < N_TARGETS; t++) {
+                    diag_mean.weight[t] += r.weight[t] / c.seeds;
+                    diag_mean.grad_norm[t] += r.grad_norm[t] / c.seeds;
+                }
+            }
             for (int col = 0; col < N_TARGETS; col++) {
                 multi[col] += r.mae[col] / c.seeds;
                 multi_val[col] += r.val_mae[col] / c.seeds;
@@ -464,6 +550,9 @@ int main(int argc, char **argv)
     printf("  multi-task    G_act %.3f [%.3f]   G_r %.3f [%.3f]\n", multi[0], multi_val[0], multi[1],
            multi_val[1]);
     printf("delta_m %+.2f %%  (positive: the shared trunk helps)\n", delta_m);
+    if (c.models & 2u && (c.weighting != MTL_WEIGHTING_FIXED || c.diagnostics))
+        printf("multi-task weighting: %s\n", weighting_names[c.weighting]);
+    if (c.models & 2u && c.diagnostics) print_diagnostics("diagnostics", &diag_mean);
     printf("epochs: %lld single-task, %lld multi-task; training %.1f s, total %.1f s\n",
            (long long)epochs_single, (long long)epochs_multi, train_seconds, seconds);
     /* The last line: one JSON object (means over the seeds; null where not run). */

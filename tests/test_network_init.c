@@ -142,7 +142,7 @@ static int check_formula(const mtl_model *m, const float *p, int64_t np, mtl_ini
 TEST(default_is_he_glorot_draw_for_draw)
 {
     for (int64_t seed = 1; seed <= 3; seed++) {
-        int64_t n0, n1;
+        int64_t n0 = 0, n1 = 0;
         mtl_model *implicit = mixed_model(seed, -1), *explicit_ = mixed_model(seed, MTL_INIT_HE_GLOROT);
         float *p0 = finalized_params(implicit, &n0), *p1 = finalized_params(explicit_, &n1);
         ASSERT(p0 && p1);
@@ -274,7 +274,7 @@ TEST(uniform_fan_in_statistics)
 
 TEST(reproducible_by_seed)
 {
-    int64_t na, nb, nc, nd;
+    int64_t na = 0, nb = 0, nc = 0, nd = 0;
     mtl_model *ma = mixed_model(7, MTL_INIT_UNIFORM_FAN_IN), *mb = mixed_model(7, MTL_INIT_UNIFORM_FAN_IN);
     mtl_model *mc = mixed_model(8, MTL_INIT_UNIFORM_FAN_IN), *md = mixed_model(7, MTL_INIT_HE_GLOROT);
     float *a = finalized_params(ma, &na), *b = finalized_params(mb, &nb);
@@ -326,7 +326,7 @@ TEST(wrong_calls_change_nothing)
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_model_set_init(m, (mtl_init)2));
     ASSERT_MSG_HAS("unknown initialisation 2");
     ASSERT_STATUS(MTL_ERR_INVALID_ARGUMENT, mtl_model_set_init(m, (mtl_init)-1));
-    int64_t n, nr;
+    int64_t n = 0, nr = 0;
     float *p = finalized_params(m, &n), *pr = finalized_params(ref, &nr);
     ASSERT(p && pr && n == nr);
     ASSERT(memcmp(p, pr, (size_t)n * sizeof *p) == 0);
