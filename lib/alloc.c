@@ -79,3 +79,16 @@ uint64_t mtli_next_serial(void)
     static atomic_uint_fast64_t next = 1;
     return (uint64_t)atomic_fetch_add(&next, 1);
 }
+
+void *mtli_carve(mtli_carver *c, size_t count, size_t size)
+{
+    size_t bytes;
+    if (!mtli_mul_size(count, size, &bytes) || !mtli_add_size(bytes, MTLI_ALIGN - 1, &bytes)) {
+        c->overflow = true;
+        return NULL;
+    }
+    bytes &= ~(size_t)(MTLI_ALIGN - 1);
+    void *p = c->base ? c->base + c->off : NULL;
+    if (!mtli_add_size(c->off, bytes, &c->off)) c->overflow = true;
+    return p;
+}

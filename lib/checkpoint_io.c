@@ -198,23 +198,6 @@ mtl_status mtl_trainer_save_checkpoint_buffer(const mtl_trainer *trainer, void *
 
 /* ---- reading ------------------------------------------------------------------ */
 
-/* A setter refused a saved value: a format error at its offset (a version
- * error if a newer minor version wrote the file). */
-static mtl_status mtli_ckpt_check(mtl_status st, const mtli_file *f, const mtli_reader *r, size_t at,
-                                  const char *what)
-{
-    if (st == MTL_OK || st == MTL_ERR_OUT_OF_MEMORY) return st;
-    char msg[768];
-    snprintf(msg, sizeof msg, "%s", mtl_last_error_message());
-    mtli_reader here = *r;
-    here.pos = at;
-    if (f->newer_minor)
-        return mtli_fail(MTL_ERR_VERSION, "byte %zu (%s): %s: %s (written by format %u.%u; this library reads "
-                         "up to %u.%u)", at, r->where, what, msg, f->major, f->minor, MTLI_FORMAT_MAJOR,
-                         MTLI_FORMAT_MINOR);
-    return mtli_r_fail(&here, "%s: %s", what, msg);
-}
-
 static mtl_status mtli_require(const mtli_file *f, uint32_t id, mtli_reader *r)
 {
     if (!mtli_file_section_reader(f, id, r))
@@ -248,7 +231,7 @@ static mtl_status mtli_read_options(mtl_trainer **out, mtl_model *m, const mtli_
                            (unsigned long long)max_batch, MTLI_CKPT_MAX_ACTIVATION_BYTES / 1073741824.0);
     }
     mtl_trainer *t = NULL;
-    MTLI_TRY(mtli_ckpt_check(mtl_trainer_create(&t, m, (int64_t)max_batch), f, &r, at, "max_batch"));
+    MTLI_TRY(mtli_file_value_check(mtl_trainer_create(&t, m, (int64_t)max_batch), f, &r, at, "max_batch"));
 
     mtl_status st = mtli_r_count(&r, "option count", MTLI_CKPT_MAX_OPTIONS, 12, &n);
     for (uint64_t i = 0; i < n && st == MTL_OK; i++) {
@@ -261,11 +244,11 @@ static mtl_status mtli_read_options(mtl_trainer **out, mtl_model *m, const mtli_
         if ((id & (MTL_OPTTYPE_I64 | MTL_OPTTYPE_F64)) == MTL_OPTTYPE_I64) {
             int64_t v;
             st = mtli_r_i64(&r, "option value", &v);
-            if (st == MTL_OK) st = mtli_ckpt_check(mtl_trainer_set_i64(t, (int)id, v), f, &r, at, what);
+            if (st == MTL_OK) st = mtli_file_value_check(mtl_trainer_set_i64(t, (int)id, v), f, &r, at, what);
         } else if ((id & (MTL_OPTTYPE_I64 | MTL_OPTTYPE_F64)) == MTL_OPTTYPE_F64) {
             double v;
             st = mtli_r_f64(&r, "option value", &v);
-            if (st == MTL_OK) st = mtli_ckpt_check(mtl_trainer_set_f64(t, (int)id, v), f, &r, at, what);
+            if (st == MTL_OK) st = mtli_file_value_check(mtl_trainer_set_f64(t, (int)id, v), f, &r, at, what);
         } else {
             r.pos = at;
             st = mtli_r_fail(&r, "option id %#x has no value type", (unsigned)id);
@@ -281,7 +264,7 @@ static mtl_status mtli_read_options(mtl_trainer **out, mtl_model *m, const mtli_
         at = r.pos;
         st = mtli_r_f64(&r, "learning-rate multiplier", &v);
         if (st == MTL_OK)
-            st = mtli_ckpt_check(mtl_trainer_set_task_f64(t, (int64_t)k, MTL_TASK_OPT_LR_MULTIPLIER, v), f, &r, at,
+            st = mtli_file_value_check(mtl_trainer_set_task_f64(t, (int64_t)k, MTL_TASK_OPT_LR_MULTIPLIER, v), f, &r, at,
                                  "learning-rate multiplier");
     }
     if (st == MTL_OK) st = mtli_file_section_done(f, &r);

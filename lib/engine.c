@@ -98,50 +98,28 @@ void mtli_plan_logits(const mtl_model *m, const mtli_plan *p, int64_t t, const f
 
 /* ---- the arena ---------------------------------------------------------------------- */
 
-/* Sizes and carves the arena: a first pass with base == NULL only adds up
- * the bytes, the second hands out 64-byte aligned pieces; the same code
- * runs both times, so they cannot disagree. */
-typedef struct carver {
-    char *base;
-    size_t off;
-    bool overflow;
-} carver;
-
-static void *carve(carver *c, size_t count, size_t size)
-{
-    size_t bytes;
-    if (!mtli_mul_size(count, size, &bytes) || !mtli_add_size(bytes, MTLI_ALIGN - 1, &bytes)) {
-        c->overflow = true;
-        return NULL;
-    }
-    bytes &= ~(size_t)(MTLI_ALIGN - 1);
-    void *p = c->base ? c->base + c->off : NULL;
-    if (!mtli_add_size(c->off, bytes, &c->off)) c->overflow = true;
-    return p;
-}
-
 /* A training slot: pre always; post, out, rstd, mask when the layer needs them. */
-static void carve_slot(carver *c, const mtli_layer *L, size_t B, int64_t ld, mtli_slot *s)
+static void carve_slot(mtli_carver *c, const mtli_layer *L, size_t B, int64_t ld, mtli_slot *s)
 {
     s->ld = ld;
-    s->pre = carve(c, B * (size_t)ld, sizeof(float));
-    s->post = mtli_layer_needs_post(L) ? carve(c, B * (size_t)ld, sizeof(float)) : s->pre;
-    s->out = L->dropout > 0.0f ? carve(c, B * (size_t)ld, sizeof(float)) : s->post;
-    s->rstd = L->layer_norm ? carve(c, B, sizeof(float)) : NULL;
-    s->mask = L->dropout > 0.0f ? carve(c, B * (size_t)ld, 1) : NULL;
+    s->pre = mtli_carve(c, B * (size_t)ld, sizeof(float));
+    s->post = mtli_layer_needs_post(L) ? mtli_carve(c, B * (size_t)ld, sizeof(float)) : s->pre;
+    s->out = L->dropout > 0.0f ? mtli_carve(c, B * (size_t)ld, sizeof(float)) : s->post;
+    s->rstd = L->layer_norm ? mtli_carve(c, B, sizeof(float)) : NULL;
+    s->mask = L->dropout > 0.0f ? mtli_carve(c, B * (size_t)ld, 1) : NULL;
 }
 
-static void engine_plan(mtli_engine *e, const mtl_model *m, carver *c)
+static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
 {
     const size_t B = (size_t)e->max_batch, T = (size_t)m->n_tasks;
     const int64_t Fw = m->fused_width;
     mtli_plan *p = &e->plan;
     mtli_slot tmp;
 
-    e->xs = carve(c, B * (size_t)m->n_inputs, sizeof(float));
-    e->ys = carve(c, B * (size_t)m->target_width, sizeof(float));
+    e->xs = mtli_carve(c, B * (size_t)m->n_inputs, sizeof(float));
+    e->ys = mtli_carve(c, B * (size_t)m->target_width, sizeof(float));
 
-    p->trunk = carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
+    p->trunk = mtli_carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
     int64_t trunk_max = 0;
     for (int64_t i = 0; i < m->n_trunk; i++) {
         const mtli_layer *L = &m->trunk[i];
@@ -155,11 +133,11 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, carver *c)
         any_post |= mtli_layer_needs_post(&m->tasks[t].layers[0]);
         any_drop |= m->tasks[t].layers[0].dropout > 0.0f;
     }
-    p->fused_pre = carve(c, B * (size_t)Fw, sizeof(float));
-    float *post = any_post ? carve(c, B * (size_t)Fw, sizeof(float)) : NULL;
-    float *out = any_drop ? carve(c, B * (size_t)Fw, sizeof(float)) : NULL;
-    uint8_t *mask = any_drop ? carve(c, B * (size_t)Fw, 1) : NULL;
-    p->fused = carve(c, T, sizeof(mtli_slot));
+    p->fused_pre = mtli_carve(c, B * (size_t)Fw, sizeof(float));
+    float *post = any_post ? mtli_carve(c, B * (size_t)Fw, sizeof(float)) : NULL;
+    float *out = any_drop ? mtli_carve(c, B * (size_t)Fw, sizeof(float)) : NULL;
+    uint8_t *mask = any_drop ? mtli_carve(c, B * (size_t)Fw, 1) : NULL;
+    p->fused = mtli_carve(c, T, sizeof(mtli_slot));
     for (size_t t = 0; t < T; t++) {
         const mtli_layer *L = &m->tasks[t].layers[0];
         const int64_t col = m->tasks[t].fused_col;
@@ -169,14 +147,14 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, carver *c)
         s->post = mtli_layer_needs_post(L) && post ? post + col : s->pre;
         s->out = L->dropout > 0.0f && out ? out + col : s->post;
         s->mask = L->dropout > 0.0f && mask ? mask + col : NULL;
-        s->rstd = L->layer_norm ? carve(c, B, sizeof(float)) : NULL;
+        s->rstd = L->layer_norm ? mtli_carve(c, B, sizeof(float)) : NULL;
     }
 
     /* Remaining head layers, each with its own buffers. */
     int64_t n_head = 0, inner_max = 0;
     for (size_t t = 0; t < T; t++) n_head += m->tasks[t].n_hidden;
-    p->head = carve(c, (size_t)n_head, sizeof(mtli_slot));
-    p->head_first = carve(c, T, sizeof(int64_t));
+    p->head = mtli_carve(c, (size_t)n_head, sizeof(mtli_slot));
+    p->head_first = mtli_carve(c, T, sizeof(int64_t));
     int64_t k = 0;
     for (size_t t = 0; t < T; t++) {
         const mtli_task *task = &m->tasks[t];
@@ -188,17 +166,17 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, carver *c)
         }
     }
 
-    e->dlogits = carve(c, B * (size_t)m->output_width, sizeof(float));
-    e->dy = carve(c, T, sizeof(float *));
-    e->lddy = carve(c, T, sizeof(int64_t));
-    e->loss = carve(c, T, sizeof(double));
-    e->wsum = carve(c, T, sizeof(double));
-    e->active = carve(c, T, sizeof(bool));
-    e->dtrunk[0] = carve(c, B * (size_t)trunk_max, sizeof(float));
-    e->dtrunk[1] = carve(c, B * (size_t)trunk_max, sizeof(float));
-    e->dhead[0] = carve(c, B * (size_t)inner_max, sizeof(float));
-    e->dhead[1] = carve(c, B * (size_t)inner_max, sizeof(float));
-    e->dfused = carve(c, B * (size_t)Fw, sizeof(float));
+    e->dlogits = mtli_carve(c, B * (size_t)m->output_width, sizeof(float));
+    e->dy = mtli_carve(c, T, sizeof(float *));
+    e->lddy = mtli_carve(c, T, sizeof(int64_t));
+    e->loss = mtli_carve(c, T, sizeof(double));
+    e->wsum = mtli_carve(c, T, sizeof(double));
+    e->active = mtli_carve(c, T, sizeof(bool));
+    e->dtrunk[0] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
+    e->dtrunk[1] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
+    e->dhead[0] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
+    e->dhead[1] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
+    e->dfused = mtli_carve(c, B * (size_t)Fw, sizeof(float));
 }
 
 mtl_status mtli_engine_create(mtli_engine **out, const mtl_model *m, const mtli_settings *s, int64_t max_batch)
@@ -214,7 +192,7 @@ mtl_status mtli_engine_create(mtli_engine **out, const mtl_model *m, const mtli_
     e->embed_width = m->embed_width;
     e->fused_width = m->fused_width;
 
-    carver count = { NULL, 0, false };
+    mtli_carver count = { NULL, 0, false };
     engine_plan(e, m, &count);
     if (!count.overflow) e->arena = mtli_alloc(s, count.off);
     if (!e->arena) {
@@ -223,7 +201,7 @@ mtl_status mtli_engine_create(mtli_engine **out, const mtl_model *m, const mtli_
                          count.off, (long long)max_batch);
     }
     e->arena_bytes = count.off;
-    carver fill = { e->arena, 0, false };
+    mtli_carver fill = { e->arena, 0, false };
     engine_plan(e, m, &fill);
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const mtli_task *task = &m->tasks[t];

@@ -220,7 +220,7 @@ void mtli_model_write_sections(mtli_writer *w, const mtl_model *m)
 /* A definition call rejected what the file says: report it as a format
  * error at the record's offset (a version error if a newer minor version
  * wrote the file: it may use ids this library does not know). */
-static mtl_status mtli_def_check(mtl_status st, const mtli_file *f, const mtli_reader *r, size_t at,
+mtl_status mtli_file_value_check(mtl_status st, const mtli_file *f, const mtli_reader *r, size_t at,
                                  const char *what)
 {
     if (st == MTL_OK || st == MTL_ERR_OUT_OF_MEMORY) return st;
@@ -294,11 +294,11 @@ static mtl_status mtli_read_task(mtl_model *m, const mtli_file *f, mtli_reader *
     if (st == MTL_OK) st = mtli_r_str(r, "task description", s, MTLI_MAX_STRING_BYTES, true, &desc);
     if (st == MTL_OK) {
         int64_t outs = n_outputs > (uint64_t)MTLI_MAX_UNITS ? -1 : (int64_t)n_outputs;
-        st = mtli_def_check(mtl_model_add_task(m, name, (mtl_task_type)type, outs, NULL), f, r, at, what);
+        st = mtli_file_value_check(mtl_model_add_task(m, name, (mtl_task_type)type, outs, NULL), f, r, at, what);
     }
     if (st == MTL_OK)
-        st = mtli_def_check(mtli_set_task_options(m, t, loss, lw, hd, standardize, log_target), f, r, at, what);
-    if (st == MTL_OK) st = mtli_def_check(mtl_model_set_task_text(m, t, unit, desc), f, r, at, what);
+        st = mtli_file_value_check(mtli_set_task_options(m, t, loss, lw, hd, standardize, log_target), f, r, at, what);
+    if (st == MTL_OK) st = mtli_file_value_check(mtl_model_set_task_text(m, t, unit, desc), f, r, at, what);
     mtli_free(s, name);
     mtli_free(s, unit);
     mtli_free(s, desc);
@@ -309,7 +309,7 @@ static mtl_status mtli_read_task(mtl_model *m, const mtli_file *f, mtli_reader *
         size_t lat = r->pos;
         st = mtli_r_layer_spec(r, &L);
         if (st == MTL_OK)
-            st = mtli_def_check(mtl_model_add_head_layer(m, t, L.units, (mtl_activation)L.act, L.dropout, L.flags),
+            st = mtli_file_value_check(mtl_model_add_head_layer(m, t, L.units, (mtl_activation)L.act, L.dropout, L.flags),
                                 f, r, lat, what);
     }
     return st;
@@ -325,7 +325,7 @@ static mtl_status mtli_read_arch(mtl_model **out, const mtl_context *ctx, const 
     MTLI_TRY(mtli_r_u64(&r, "input count", &n_inputs));
     mtl_model *m = NULL;
     int64_t inputs = n_inputs > (uint64_t)MTLI_MAX_UNITS ? -1 : (int64_t)n_inputs;
-    MTLI_TRY(mtli_def_check(mtl_model_create(&m, ctx, inputs), f, &r, at, "inputs"));
+    MTLI_TRY(mtli_file_value_check(mtl_model_create(&m, ctx, inputs), f, &r, at, "inputs"));
 
     mtl_status st = mtli_r_count(&r, "trunk layer count", MTLI_MAX_LAYERS, MTLI_LAYER_SPEC_BYTES, &n_trunk);
     for (uint64_t i = 0; i < n_trunk && st == MTL_OK; i++) {
@@ -333,7 +333,7 @@ static mtl_status mtli_read_arch(mtl_model **out, const mtl_context *ctx, const 
         at = r.pos;
         st = mtli_r_layer_spec(&r, &L);
         if (st == MTL_OK)
-            st = mtli_def_check(mtl_model_add_trunk_layer(m, L.units, (mtl_activation)L.act, L.dropout, L.flags),
+            st = mtli_file_value_check(mtl_model_add_trunk_layer(m, L.units, (mtl_activation)L.act, L.dropout, L.flags),
                                 f, &r, at, "trunk layer");
     }
     if (st == MTL_OK) st = mtli_r_count(&r, "task count", MTLI_MAX_TASKS, MTLI_TASK_MIN_BYTES, &n_tasks);
@@ -396,7 +396,7 @@ static mtl_status mtli_read_params(mtl_model *m, const mtli_file *f)
     if (n != (uint64_t)implied)
         return mtli_r_fail(&r, "parameter count %llu, but the architecture has %lld parameters",
                            (unsigned long long)n, (long long)implied);
-    MTLI_TRY(mtli_def_check(mtli_model_finalize(m, false), f, &r, r.pos, "finalize"));
+    MTLI_TRY(mtli_file_value_check(mtli_model_finalize(m, false), f, &r, r.pos, "finalize"));
     if (m->n_params != implied)
         return mtli_fail(MTL_ERR_INTERNAL, "model has %lld parameters, the file layout %lld", (long long)m->n_params,
                          (long long)implied);
@@ -484,7 +484,7 @@ static mtl_status mtli_read_features(mtl_model *m, const mtli_file *f)
         if (!name) continue;
         mtl_status st = mtl_model_set_feature_name(m, (int64_t)i, name);
         mtli_free(&m->settings, name);
-        MTLI_TRY(mtli_def_check(st, f, &r, at, "feature name"));
+        MTLI_TRY(mtli_file_value_check(st, f, &r, at, "feature name"));
     }
     return mtli_file_section_done(f, &r);
 }
@@ -507,7 +507,7 @@ static mtl_status mtli_read_metadata(mtl_model *m, const mtli_file *f)
             here.pos = at;
             st = mtli_r_fail(&here, "metadata key '%.100s' appears twice", key);
         }
-        if (st == MTL_OK) st = mtli_def_check(mtl_model_set_metadata(m, key, value), f, &r, at, "metadata");
+        if (st == MTL_OK) st = mtli_file_value_check(mtl_model_set_metadata(m, key, value), f, &r, at, "metadata");
         mtli_free(s, key);
         mtli_free(s, value);
         MTLI_TRY(st);

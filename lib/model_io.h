@@ -26,4 +26,10 @@ int64_t mtli_first_non_finite(const float *v, int64_t n);
 /* A model can be written: finalized, every parameter finite. */
 mtl_status mtli_check_saveable(const mtl_model *model, const char *fn);
 
+/* Turn the failure of a setter the loader called with a value from the file
+ * into a format error at byte `at` (a version error if the file is from a
+ * newer minor format); MTL_OK and MTL_ERR_OUT_OF_MEMORY pass through. */
+mtl_status mtli_file_value_check(mtl_status st, const mtli_file *f, const mtli_reader *r, size_t at,
+                                 const char *what);
+
 #endif /* MTL_MODEL_IO_H */

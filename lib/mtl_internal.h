@@ -77,6 +77,15 @@ void *mtli_alloc(const mtli_settings *s, size_t size);
 void *mtli_calloc(const mtli_settings *s, size_t count, size_t size); /* overflow-checked, zeroed */
 void mtli_free(const mtli_settings *s, void *p);
 char *mtli_strdup(const mtli_settings *s, const char *str);
+/* Arena carving (engine and workspace): a first pass with base == NULL only
+ * adds up the bytes, the second hands out MTLI_ALIGN-aligned pieces of
+ * base; the same code runs both times, so size and layout cannot disagree. */
+typedef struct mtli_carver {
+    char *base;
+    size_t off;
+    bool overflow;
+} mtli_carver;
+void *mtli_carve(mtli_carver *c, size_t count, size_t size);
 /* A process-unique, never-zero number for a new handle (thread-safe). */
 uint64_t mtli_next_serial(void);
 /* Checked size arithmetic: false on overflow. */

@@ -32,25 +32,6 @@ struct mtl_workspace {
 
 /* ---- create / destroy ------------------------------------------------------------------ */
 
-typedef struct ws_carver {
-    char *base;
-    size_t off;
-    bool overflow;
-} ws_carver;
-
-static void *ws_carve(ws_carver *c, size_t count, size_t size)
-{
-    size_t bytes;
-    if (!mtli_mul_size(count, size, &bytes) || !mtli_add_size(bytes, MTLI_ALIGN - 1, &bytes)) {
-        c->overflow = true;
-        return NULL;
-    }
-    bytes &= ~(size_t)(MTLI_ALIGN - 1);
-    void *p = c->base ? c->base + c->off : NULL;
-    if (!mtli_add_size(c->off, bytes, &c->off)) c->overflow = true;
-    return p;
-}
-
 static void inference_slot(mtli_slot *s, float *buf, int64_t ld)
 {
     s->pre = s->post = s->out = buf;
@@ -60,7 +41,7 @@ static void inference_slot(mtli_slot *s, float *buf, int64_t ld)
 }
 
 /* Same code for sizing (base NULL) and carving. */
-static void ws_plan(mtl_workspace *ws, const mtl_model *m, ws_carver *c)
+static void ws_plan(mtl_workspace *ws, const mtl_model *m, mtli_carver *c)
 {
     const size_t B = (size_t)ws->max_batch, T = (size_t)m->n_tasks;
     mtli_plan *p = &ws->plan;
@@ -73,19 +54,19 @@ static void ws_plan(mtl_workspace *ws, const mtl_model *m, ws_carver *c)
         for (int64_t j = 1; j < task->n_hidden; j++)
             if (task->layers[j].fan_out > inner_max) inner_max = task->layers[j].fan_out;
     }
-    ws->xs = ws_carve(c, B * (size_t)m->n_inputs, sizeof(float));
-    ws->logits = ws_carve(c, B * (size_t)m->output_width, sizeof(float));
-    ws->outbuf = ws_carve(c, B * (size_t)m->output_width, sizeof(float));
+    ws->xs = mtli_carve(c, B * (size_t)m->n_inputs, sizeof(float));
+    ws->logits = mtli_carve(c, B * (size_t)m->output_width, sizeof(float));
+    ws->outbuf = mtli_carve(c, B * (size_t)m->output_width, sizeof(float));
     float *tbuf[2], *hbuf[2];
-    tbuf[0] = ws_carve(c, B * (size_t)trunk_max, sizeof(float));
-    tbuf[1] = ws_carve(c, B * (size_t)trunk_max, sizeof(float));
-    hbuf[0] = ws_carve(c, B * (size_t)inner_max, sizeof(float));
-    hbuf[1] = ws_carve(c, B * (size_t)inner_max, sizeof(float));
-    p->fused_pre = ws_carve(c, B * (size_t)m->fused_width, sizeof(float));
-    p->trunk = ws_carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
-    p->fused = ws_carve(c, T, sizeof(mtli_slot));
-    p->head = ws_carve(c, (size_t)n_head, sizeof(mtli_slot));
-    p->head_first = ws_carve(c, T, sizeof(int64_t));
+    tbuf[0] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
+    tbuf[1] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
+    hbuf[0] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
+    hbuf[1] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
+    p->fused_pre = mtli_carve(c, B * (size_t)m->fused_width, sizeof(float));
+    p->trunk = mtli_carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
+    p->fused = mtli_carve(c, T, sizeof(mtli_slot));
+    p->head = mtli_carve(c, (size_t)n_head, sizeof(mtli_slot));
+    p->head_first = mtli_carve(c, T, sizeof(int64_t));
     if (!c->base) return;
 
     for (int64_t i = 0; i < m->n_trunk; i++) inference_slot(&p->trunk[i], tbuf[i % 2], m->trunk[i].fan_out);
@@ -148,7 +129,7 @@ mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int
     ws->model_serial = model->serial;
     ws->max_batch = max_batch;
     ws->pass_rows = pass_rows(model, max_batch);
-    ws_carver count = { NULL, 0, false };
+    mtli_carver count = { NULL, 0, false };
     ws_plan(ws, model, &count);
     if (!count.overflow) ws->arena = mtli_alloc(s, count.off);
     if (!ws->arena) {
@@ -157,7 +138,7 @@ mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int
                          count.off, (long long)max_batch);
     }
     ws->bytes = count.off;
-    ws_carver fill = { ws->arena, 0, false };
+    mtli_carver fill = { ws->arena, 0, false };
     ws_plan(ws, model, &fill);
     *out = ws;
     return MTL_OK;
