@@ -74,6 +74,22 @@ char *mtli_strdup(const mtli_settings *s, const char *str)
     return p;
 }
 
+void *mtli_reserve(const mtli_settings *s, void *array, int64_t *cap, int64_t need, size_t elem)
+{
+    if (need <= *cap) return array;
+    int64_t grown = *cap > 0 ? *cap : 4;
+    while (grown < need) grown *= 2;
+    size_t bytes;
+    if (!mtli_mul_size((size_t)grown, elem, &bytes)) return NULL;
+    char *p = mtli_alloc(s, bytes);
+    if (!p) return NULL;
+    if (array) memcpy(p, array, (size_t)*cap * elem);
+    memset(p + (size_t)*cap * elem, 0, (size_t)(grown - *cap) * elem);
+    mtli_free(s, array);
+    *cap = grown;
+    return p;
+}
+
 uint64_t mtli_next_serial(void)
 {
     static atomic_uint_fast64_t next = 1;

@@ -106,16 +106,9 @@ mtl_status mtl_model_create(mtl_model **out, const mtl_context *ctx, int64_t n_i
     mtli_settings_from(&s, ctx);
     mtl_model *m = mtli_calloc(&s, 1, sizeof *m);
     if (!m) return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "mtl_model_create: cannot allocate the model");
-    /* Definitions are small and bounded: allocate their full capacity now so
-     * that defining a layer or a task never reallocates. */
-    m->trunk_spec = mtli_calloc(&s, MTLI_MAX_LAYERS, sizeof *m->trunk_spec);
-    m->tasks = mtli_calloc(&s, MTLI_MAX_TASKS, sizeof *m->tasks);
-    if (!m->trunk_spec || !m->tasks) {
-        mtli_free(&s, m->trunk_spec);
-        mtli_free(&s, m->tasks);
-        mtli_free(&s, m);
-        return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "mtl_model_create: cannot allocate the definition tables");
-    }
+    /* The definition tables (trunk layers, tasks, each task's hidden layers)
+     * grow as they are defined (mtli_reserve): a full-capacity task table
+     * alone was 35 KB, most of a small model's overhead. */
     m->settings = s;
     mtli_blas_init(&m->blas, &s);
     m->n_inputs = n_inputs;
@@ -176,6 +169,9 @@ mtl_status mtl_model_add_trunk_layer(mtl_model *m, int64_t units, mtl_activation
     if (m->n_trunk >= MTLI_MAX_LAYERS)
         return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "%s: the trunk already has the maximum of %d layers", fn,
                          MTLI_MAX_LAYERS);
+    mtli_layer_spec *specs = mtli_reserve(&m->settings, m->trunk_spec, &m->trunk_cap, m->n_trunk + 1, sizeof *specs);
+    if (!specs) return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "%s: cannot grow the trunk table for %s", fn, what);
+    m->trunk_spec = specs;
     m->trunk_spec[m->n_trunk++] = (mtli_layer_spec){ units, act, dropout, flags };
     m->embed_width = units;
     return MTL_OK;
@@ -223,12 +219,13 @@ mtl_status mtl_model_add_task(mtl_model *m, const char *name, mtl_task_type type
     mtli_task task;
     memset(&task, 0, sizeof task);
     task.name = mtli_strdup(&m->settings, name);
-    task.hidden_spec = mtli_calloc(&m->settings, MTLI_MAX_LAYERS, sizeof *task.hidden_spec);
-    if (!task.name || !task.hidden_spec) {
+    mtli_task *tasks = task.name ? mtli_reserve(&m->settings, m->tasks, &m->task_cap, m->n_tasks + 1, sizeof *tasks)
+                                 : NULL;
+    if (!tasks) {
         mtli_free(&m->settings, task.name);
-        mtli_free(&m->settings, task.hidden_spec);
         return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "%s: task '%s': cannot allocate its definition", fn, name);
     }
+    m->tasks = tasks;
     task.type = type;
     task.loss = default_loss(type);
     task.n_outputs = n_outputs;
@@ -260,6 +257,9 @@ mtl_status mtl_model_add_head_layer(mtl_model *m, int64_t task, int64_t units, m
     if (t->n_hidden >= MTLI_MAX_LAYERS - 1) /* the output layer takes the last place */
         return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "%s: task '%s' already has the maximum of %d hidden layers",
                          fn, t->name, MTLI_MAX_LAYERS - 1);
+    mtli_layer_spec *specs = mtli_reserve(&m->settings, t->hidden_spec, &t->hidden_cap, t->n_hidden + 1, sizeof *specs);
+    if (!specs) return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "%s: cannot grow the layer table for %s", fn, what);
+    t->hidden_spec = specs;
     t->hidden_spec[t->n_hidden++] = (mtli_layer_spec){ units, act, dropout, flags };
     return MTL_OK;
 }

@@ -77,6 +77,11 @@ void *mtli_alloc(const mtli_settings *s, size_t size);
 void *mtli_calloc(const mtli_settings *s, size_t count, size_t size); /* overflow-checked, zeroed */
 void mtli_free(const mtli_settings *s, void *p);
 char *mtli_strdup(const mtli_settings *s, const char *str);
+/* `array` (capacity *cap elements of `elem` bytes) with room for `need`:
+ * the same pointer, or a copy of twice the capacity (from 4; new elements
+ * zeroed; the old one freed).  NULL when out of memory: `array` and *cap
+ * are then unchanged.  For definition tables that grow one entry at a time. */
+void *mtli_reserve(const mtli_settings *s, void *array, int64_t *cap, int64_t need, size_t elem);
 /* Arena carving (engine and workspace): a first pass with base == NULL only
  * adds up the bytes, the second hands out MTLI_ALIGN-aligned pieces of
  * base; the same code runs both times, so size and layout cannot disagree. */
@@ -186,7 +191,8 @@ typedef struct mtli_task {
     bool standardize;
     bool log_target;
     int64_t n_hidden;
-    mtli_layer_spec *hidden_spec; /* n_hidden */
+    mtli_layer_spec *hidden_spec; /* n_hidden (capacity hidden_cap) */
+    int64_t hidden_cap;
     /* finalized */
     mtli_layer *layers; /* n_hidden + 1 (last = output layer) */
     int64_t fused_col;  /* first column of layers[0]'s block in the fused layer */
@@ -217,9 +223,11 @@ struct mtl_model {
     mtl_init init;
 
     int64_t n_trunk;
-    mtli_layer_spec *trunk_spec;   /* n_trunk (capacity MTLI_MAX_LAYERS) */
+    mtli_layer_spec *trunk_spec;   /* n_trunk (capacity trunk_cap <= MTLI_MAX_LAYERS) */
+    int64_t trunk_cap;
     int64_t n_tasks;
-    mtli_task *tasks;              /* n_tasks (capacity MTLI_MAX_TASKS) */
+    mtli_task *tasks;              /* n_tasks (capacity task_cap <= MTLI_MAX_TASKS) */
+    int64_t task_cap;
     int64_t target_width, output_width;
 
     /* finalized: one 64-byte aligned flat buffer; layers are views */
