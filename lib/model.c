@@ -8,6 +8,7 @@
  * output and each task's rows stay contiguous), then each task's remaining
  * head parameters.  Every task therefore owns exactly two contiguous spans,
  * which keeps per-task learning-rate ranges few. */
+#include "io_buf.h" /* mtli_utf8_valid: the same rule as names read from files */
 #include "mtl_internal.h"
 
 #include <math.h>
@@ -70,28 +71,6 @@ static mtl_status check_layer_spec(int64_t units, mtl_activation act, float drop
         return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "%s: %s: unknown layer flags %#x", fn, what,
                          flags & ~MTL_LAYER_NORM);
     return MTL_OK;
-}
-
-/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
-static bool utf8_valid(const unsigned char *s)
-{
-    while (*s) {
-        unsigned c = *s;
-        int len;
-        unsigned min;
-        if (c < 0x80) { s++; continue; }
-        if (c >= 0xc2 && c <= 0xdf) { len = 1; min = 0x80; c &= 0x1f; }
-        else if (c >= 0xe0 && c <= 0xef) { len = 2; min = 0x800; c &= 0x0f; }
-        else if (c >= 0xf0 && c <= 0xf4) { len = 3; min = 0x10000; c &= 0x07; }
-        else return false;
-        s++;
-        for (int i = 0; i < len; i++, s++) {
-            if ((*s & 0xc0) != 0x80) return false;
-            c = (c << 6) | (*s & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return false;
-    }
-    return true;
 }
 
 /* ---- create / destroy ----------------------------------------------------- */
@@ -197,7 +176,7 @@ mtl_status mtl_model_add_task(mtl_model *m, const char *name, mtl_task_type type
     if (len > MTLI_MAX_NAME)
         return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "%s: task name of %zu bytes exceeds %d bytes", fn, len,
                          MTLI_MAX_NAME);
-    if (!utf8_valid((const unsigned char *)name))
+    if (!mtli_utf8_valid(name, strlen(name)))
         return mtli_fail(MTL_ERR_INVALID_ARGUMENT, "%s: task name is not valid UTF-8", fn);
     for (int64_t t = 0; t < m->n_tasks; t++)
         if (strcmp(m->tasks[t].name, name) == 0)
