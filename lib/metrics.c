@@ -133,7 +133,7 @@ static mtl_status mtli_multiclass(const mtli_eval_arrays *a, const mtli_task *ta
     for (int64_t i = 0; i < a->n; i++) {
         if (!mtli_observed(a, i, tc)) continue;
         const float yv = a->y[i * a->ldy + tc];
-        if (!(yv >= 0 && yv < (float)K && yv == floorf(yv)))
+        if (!mtli_is_class_index(yv, K))
             return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
                              "task '%s': row %lld has label %g, not a class index in [0, %lld)",
                              task->name, (long long)i, (double)yv, (long long)K);
@@ -176,7 +176,7 @@ static mtl_status mtli_task_loss(const mtl_model *m, const mtli_eval_arrays *a, 
             const int64_t tc = task->target_col;
             if (!mtli_observed(a, i, tc)) continue;
             const float yv = a->y[i * a->ldy + tc];
-            if (!(yv >= 0 && yv < (float)task->n_outputs && yv == floorf(yv)))
+            if (!mtli_is_class_index(yv, task->n_outputs))
                 return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
                                  "task '%s': row %lld has label %g, not a class index in [0, %lld)",
                                  task->name, (long long)i, (double)yv, (long long)task->n_outputs);
@@ -194,11 +194,7 @@ static mtl_status mtli_task_loss(const mtl_model *m, const mtli_eval_arrays *a, 
             } else {
                 /* Back to the units the network is trained in. */
                 if (task->log_target) {
-                    if (!(y > 0))
-                        return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
-                                         "task '%s' has a log target, but row %lld (target column "
-                                         "%lld) is %g: log targets need y > 0",
-                                         task->name, (long long)i, (long long)tc, y);
+                    if (!(y > 0)) return mtli_fail_log_target(task, i, tc, y);
                     y = log(y);
                     v = log(fmax(v, 1e-300));
                 }

@@ -280,6 +280,13 @@ static inline bool mtli_label_is_observed(const uint8_t *mask, int64_t ldmask, c
     return (!mask || mask[i * ldmask + j] != 0) && y[i * ldy + j] == y[i * ldy + j]; /* y == y: not NaN */
 }
 
+/* Is an observed multiclass label a class index, an integer in [0, K)?
+ * The one rule for training, losses and metrics. */
+static inline bool mtli_is_class_index(float v, int64_t K)
+{
+    return v >= 0.0f && v < (float)K && v == (float)(int64_t)v;
+}
+
 /* Storage shared by a data set and its views (reference counted). */
 typedef struct mtli_dataset_store {
     mtli_settings settings;
@@ -479,6 +486,9 @@ void mtli_scale_inputs(const mtl_model *m, int64_t n, const float *x, int64_t ld
 mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int64_t ldy, const uint8_t *mask,
                               int64_t ldmask, float *out, int64_t ldo);
 void mtli_unscale_outputs(const mtl_model *m, int64_t n, float *out, int64_t ldo);
+/* The error for an observed label y <= 0 of a
+ * log-target task at (row, target column): one message for every caller. */
+mtl_status mtli_fail_log_target(const mtli_task *task, int64_t row, int64_t col, double y);
 /* Free the fitted scalers (mtl_model_destroy calls it). */
 void mtli_scalers_free(mtl_model *m);
 

@@ -75,11 +75,7 @@ static mtl_status mtli_fit_targets(const mtl_model *m, const mtl_dataset *ds, mt
                 const int64_t row = mtli_dataset_row(ds, r);
                 const float y = st->y[row * st->ldy + c];
                 if (!mtli_label_is_observed(st->mask, st->ldmask, st->y, st->ldy, row, c)) continue;
-                if (task->log_target && !(y > 0.0f))
-                    return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
-                                     "task '%s' has a log target, but row %lld (target column %lld) "
-                                     "is %g: log targets need y > 0",
-                                     task->name, (long long)r, (long long)c, (double)y);
+                if (task->log_target && !(y > 0.0f)) return mtli_fail_log_target(task, r, c, y);
                 mtli_welford_add(&w[c], task->log_target ? log((double)y) : (double)y);
             }
             if (task->standardize) mtli_welford_result(&w[c], &y_mean[c], &y_scale[c]);
@@ -152,6 +148,13 @@ done:
 
 /* ---- applying them ------------------------------------------------------------ */
 
+mtl_status mtli_fail_log_target(const mtli_task *task, int64_t row, int64_t col, double y)
+{
+    return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
+                     "task '%s' has a log target, but row %lld (target column %lld) is %g: log targets need y > 0",
+                     task->name, (long long)row, (long long)col, y);
+}
+
 void mtli_scale_inputs(const mtl_model *m, int64_t n, const float *x, int64_t ldx, float *out,
                        int64_t ldo)
 {
@@ -186,11 +189,7 @@ mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int
                     continue;
                 }
                 if (task->log_target) {
-                    if (!(v > 0.0f))
-                        return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
-                                         "task '%s' has a log target, but row %lld (target column "
-                                         "%lld) is %g: log targets need y > 0",
-                                         task->name, (long long)i, (long long)c, (double)v);
+                    if (!(v > 0.0f)) return mtli_fail_log_target(task, i, c, v);
                     v = logf(v);
                 }
                 oi[c] = sc->fitted ? (v - sc->y_mean[c]) / sc->y_scale[c] : v;

@@ -56,7 +56,7 @@ mtl_status mtli_check_batch(const mtl_model *m, int64_t n, const float *x, int64
                     return mtli_fail(MTL_ERR_NON_FINITE, "target row %lld, column %lld (task '%s') is %g", (long long)i,
                                      (long long)c, task->name, (double)v);
                 if (!mtli_label_is_observed(mask, ldmask, y, ldy, i, c)) continue;
-                if (task->type == MTL_TASK_MULTICLASS && !(v >= 0.0f && v < (float)task->n_outputs && v == floorf(v)))
+                if (task->type == MTL_TASK_MULTICLASS && !mtli_is_class_index(v, task->n_outputs))
                     return mtli_fail(MTL_ERR_INVALID_ARGUMENT,
                                      "task '%s', row %lld: class label %g is not an integer in [0, %lld)", task->name,
                                      (long long)i, (double)v, (long long)task->n_outputs);
