@@ -109,6 +109,11 @@ static void carve_slot(mtli_carver *c, const mtli_layer *L, size_t B, int64_t ld
     s->mask = L->dropout > 0.0f ? mtli_carve(c, B * (size_t)ld, 1) : NULL;
 }
 
+/* The arena: the activations of one batch (each layer's slot), the loss
+ * gradients, and one scratch matrix for the backward pass as wide as the
+ * widest layer whose input gradient a GEMM writes (every trunk layer: the
+ * top one's comes from the fused layer; every head layer but the outputs).
+ * The scaled-input copy only when the scalers are fitted now. */
 static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
 {
     const size_t B = (size_t)e->max_batch, T = (size_t)m->n_tasks;
@@ -116,15 +121,15 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
     mtli_plan *p = &e->plan;
     mtli_slot tmp;
 
-    e->xs = mtli_carve(c, B * (size_t)m->n_inputs, sizeof(float));
+    e->xs = m->scalers.fitted ? mtli_carve(c, B * (size_t)m->n_inputs, sizeof(float)) : NULL;
     e->ys = mtli_carve(c, B * (size_t)m->target_width, sizeof(float));
 
     p->trunk = mtli_carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
-    int64_t trunk_max = 0;
+    int64_t scratch_w = 0;
     for (int64_t i = 0; i < m->n_trunk; i++) {
         const mtli_layer *L = &m->trunk[i];
         carve_slot(c, L, B, L->fan_out, p->trunk ? &p->trunk[i] : &tmp);
-        if (L->fan_out > trunk_max) trunk_max = L->fan_out;
+        if (L->fan_out > scratch_w) scratch_w = L->fan_out;
     }
 
     /* The fused layer: shared buffers, per-task views. */
@@ -151,7 +156,7 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
     }
 
     /* Remaining head layers, each with its own buffers. */
-    int64_t n_head = 0, inner_max = 0;
+    int64_t n_head = 0;
     for (size_t t = 0; t < T; t++) n_head += m->tasks[t].n_hidden;
     p->head = mtli_carve(c, (size_t)n_head, sizeof(mtli_slot));
     p->head_first = mtli_carve(c, T, sizeof(int64_t));
@@ -159,10 +164,12 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
     for (size_t t = 0; t < T; t++) {
         const mtli_task *task = &m->tasks[t];
         if (p->head_first) p->head_first[t] = k;
-        for (int64_t j = 1; j <= task->n_hidden; j++, k++) {
+        for (int64_t j = 0; j <= task->n_hidden; j++) {
             const mtli_layer *L = &task->layers[j];
+            if (j < task->n_hidden && L->fan_out > scratch_w) scratch_w = L->fan_out; /* dX of layer j + 1 */
+            if (j == 0) continue; /* its block of the fused layer, above */
             carve_slot(c, L, B, L->fan_out, p->head ? &p->head[k] : &tmp);
-            if (j < task->n_hidden && L->fan_out > inner_max) inner_max = L->fan_out;
+            k++;
         }
     }
 
@@ -172,11 +179,8 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
     e->loss = mtli_carve(c, T, sizeof(double));
     e->wsum = mtli_carve(c, T, sizeof(double));
     e->active = mtli_carve(c, T, sizeof(bool));
-    e->dtrunk[0] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
-    e->dtrunk[1] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
-    e->dhead[0] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
-    e->dhead[1] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
-    e->dfused = mtli_carve(c, B * (size_t)Fw, sizeof(float));
+    e->dscratch = mtli_carve(c, B * (size_t)scratch_w, sizeof(float));
+    e->dfused = p->fused_pre;
 }
 
 mtl_status mtli_engine_create(mtli_engine **out, const mtl_model *m, const mtli_settings *s, int64_t max_batch)
@@ -189,6 +193,8 @@ mtl_status mtli_engine_create(mtli_engine **out, const mtl_model *m, const mtli_
     e->settings = *s;
     e->max_batch = max_batch;
     e->n_tasks = m->n_tasks;
+    e->n_trunk = m->n_trunk;
+    e->n_inputs = m->n_inputs;
     e->embed_width = m->embed_width;
     e->fused_width = m->fused_width;
 
@@ -204,14 +210,8 @@ mtl_status mtli_engine_create(mtli_engine **out, const mtl_model *m, const mtli_
     mtli_carver fill = { e->arena, 0, false };
     engine_plan(e, m, &fill);
     for (int64_t t = 0; t < m->n_tasks; t++) {
-        const mtli_task *task = &m->tasks[t];
-        if (task->n_hidden == 0) { /* its output layer is its block of the fused layer */
-            e->dy[t] = e->dfused + task->fused_col;
-            e->lddy[t] = m->fused_width;
-        } else {
-            e->dy[t] = e->dlogits + task->output_col;
-            e->lddy[t] = m->output_width;
-        }
+        e->dy[t] = e->dlogits + m->tasks[t].output_col;
+        e->lddy[t] = m->output_width;
     }
     *out = e;
     return MTL_OK;
@@ -221,25 +221,52 @@ void mtli_engine_destroy(mtli_engine *e)
 {
     if (!e) return;
     const mtli_settings s = e->settings;
+    if (e->xs_allocated) mtli_free(&s, e->xs);
     mtli_free(&s, e->dz_task);
     mtli_free(&s, e->arena);
     mtli_free(&s, e);
 }
 
+/* Blocks of max_batch x E floats made by mtli_engine_enable_task_grads:
+ * one per task, and dz_top when there is a trunk. */
+static int64_t task_grad_blocks(const mtli_engine *e)
+{
+    return e->n_tasks + (e->n_trunk > 0);
+}
+
 size_t mtli_engine_bytes(const mtli_engine *e)
 {
     size_t n = sizeof *e + e->arena_bytes;
-    if (e->dz_task) n += (size_t)(e->n_tasks * e->max_batch * e->embed_width) * sizeof(float);
+    if (e->dz_task) n += (size_t)(task_grad_blocks(e) * e->max_batch * e->embed_width) * sizeof(float);
+    if (e->xs_allocated) n += (size_t)e->max_batch * (size_t)e->n_inputs * sizeof(float);
     return n;
+}
+
+mtl_status mtli_engine_scaled_inputs(mtli_engine *e)
+{
+    if (e->xs) return MTL_OK;
+    /* Scalers fitted after this engine was made: the copy the arena left
+     * out (it costs max_batch x n_inputs floats, 4 MB at W3, for every
+     * model trained on raw inputs). */
+    float *xs = mtli_calloc(&e->settings, (size_t)e->max_batch, (size_t)e->n_inputs * sizeof(float));
+    if (!xs)
+        return mtli_fail(MTL_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the scaled-input buffer (%lld rows x %lld inputs) for scalers fitted "
+                         "after the trainer was created", (long long)e->max_batch, (long long)e->n_inputs);
+    e->xs = xs;
+    e->xs_allocated = true;
+    return MTL_OK;
 }
 
 mtl_status mtli_engine_enable_task_grads(mtli_engine *e)
 {
     if (e->dz_task) return MTL_OK;
-    e->dz_task = mtli_calloc(&e->settings, (size_t)(e->n_tasks * e->max_batch), (size_t)e->embed_width * sizeof(float));
+    const int64_t blocks = task_grad_blocks(e);
+    e->dz_task = mtli_calloc(&e->settings, (size_t)(blocks * e->max_batch), (size_t)e->embed_width * sizeof(float));
     if (!e->dz_task)
         return mtli_fail(MTL_ERR_OUT_OF_MEMORY, "cannot allocate %lld per-task representation gradients",
                          (long long)e->n_tasks);
+    if (e->n_trunk > 0) e->dz_top = e->dz_task + e->n_tasks * e->max_batch * e->embed_width;
     return MTL_OK;
 }
 
@@ -302,7 +329,7 @@ mtl_status mtli_engine_backward_heads(mtli_engine *e, const mtl_model *m, const 
     const mtli_plan *p = &e->plan;
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const mtli_task *task = &m->tasks[t];
-        float *dblock = e->dfused + task->fused_col;
+        float *dblock = e->dfused + task->fused_col; /* over its block of the fused pre-activations */
         if (!e->active[t]) {
             /* No label (or zero weight): exactly zero head gradients; the fused
              * weight rows follow from the zero block in backward_fused. */
@@ -310,22 +337,25 @@ mtl_status mtli_engine_backward_heads(mtli_engine *e, const mtl_model *m, const 
             mtli_zero_rows(dblock, n, task->layers[0].fan_out, Fw);
             continue;
         }
-        float *d = e->dy[t];
+        float *d = e->dy[t]; /* dL/d(out) of layer j: dY, then the scratch */
         int64_t ldd = e->lddy[t];
         for (int64_t j = task->n_hidden; j >= 1; j--) {
             const mtli_layer *L = &task->layers[j];
             const mtli_slot *s = &p->head[p->head_first[t] + j - 1];
-            mtli_dense_finish_backward(L, m->params, grads, n, s, e->dropout_on, d, ldd);
+            /* dL/d(pre) over the layer's pre buffer; the output layer's is dY itself */
+            float *dz = j == task->n_hidden ? d : s->pre;
+            const int64_t lddz = j == task->n_hidden ? ldd : s->ld;
+            mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, ldd, dz, lddz);
             const mtli_layer *Lin = &task->layers[j - 1];
             const mtli_slot *sin = j == 1 ? &p->fused[t] : &p->head[p->head_first[t] + j - 2];
-            MTLI_TRY(mtli_dense_weight_grad(b, L, grads, n, mtli_slot_output(Lin, sin, e->dropout_on), sin->ld, d, ldd));
-            float *dst = j == 1 ? dblock : e->dhead[(j - 1) % 2];
-            const int64_t lddst = j == 1 ? Fw : Lin->fan_out;
-            MTLI_TRY(mtli_dense_input_grad(b, L, m->params, n, d, ldd, 1.0f, 0.0f, dst, lddst));
-            d = dst;
-            ldd = lddst;
+            MTLI_TRY(mtli_dense_weight_grad(b, L, grads, n, mtli_slot_output(Lin, sin, e->dropout_on), sin->ld, dz,
+                                            lddz));
+            MTLI_TRY(mtli_dense_input_grad(b, L, m->params, n, dz, lddz, 1.0f, 0.0f, e->dscratch, Lin->fan_out));
+            d = e->dscratch;
+            ldd = Lin->fan_out;
         }
-        mtli_dense_finish_backward(&task->layers[0], m->params, grads, n, &p->fused[t], e->dropout_on, dblock, Fw);
+        mtli_dense_finish_backward_to(&task->layers[0], m->params, grads, n, &p->fused[t], e->dropout_on, d, ldd,
+                                      dblock, Fw);
     }
     return MTL_OK;
 }
@@ -341,35 +371,35 @@ mtl_status mtli_engine_backward_trunk(mtli_engine *e, const mtl_model *m, const 
 {
     if (m->n_trunk == 0) return MTL_OK;
     const int64_t n = e->n, E = m->embed_width, top = m->n_trunk - 1;
-    float *dz = e->dtrunk[top % 2];
+    float *d = e->dscratch; /* dL/d(out) of the layer in hand: dz first */
     if (!rep_w) {
         const mtli_layer F = mtli_fused_layer(m);
-        MTLI_TRY(mtli_dense_input_grad(b, &F, m->params, n, e->dfused, m->fused_width, 1.0f, 0.0f, dz, E));
+        MTLI_TRY(mtli_dense_input_grad(b, &F, m->params, n, e->dfused, m->fused_width, 1.0f, 0.0f, d, E));
     } else {
         /* dz = Σ_t rep_w[t] dz_t, tasks in order (fixed summation order). */
-        memset(dz, 0, (size_t)(n * E) * sizeof(float));
+        memset(d, 0, (size_t)(n * E) * sizeof(float));
         for (int64_t t = 0; t < m->n_tasks; t++) {
             if (!e->active[t] || rep_w[t] == 0.0) continue;
             const float w = (float)rep_w[t];
             const float *restrict g = mtli_engine_task_grad(e, t);
-            for (int64_t i = 0; i < n * E; i++) dz[i] += w * g[i];
+            for (int64_t i = 0; i < n * E; i++) d[i] += w * g[i];
         }
     }
     for (int64_t i = top; i >= 0; i--) {
         const mtli_layer *L = &m->trunk[i];
         const mtli_slot *s = &e->plan.trunk[i];
-        float *d = e->dtrunk[i % 2];
-        mtli_dense_finish_backward(L, m->params, grads, n, s, e->dropout_on, d, L->fan_out);
+        /* dL/d(pre) over the layer's pre buffer (z may be the top layer's: see dz_top) */
+        float *dz = i == top && e->dz_top ? e->dz_top : s->pre;
+        mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, L->fan_out, dz, L->fan_out);
         const float *x = e->x;
         int64_t ldx = e->ldx;
         if (i > 0) {
             x = mtli_slot_output(&m->trunk[i - 1], &e->plan.trunk[i - 1], e->dropout_on);
             ldx = e->plan.trunk[i - 1].ld;
         }
-        MTLI_TRY(mtli_dense_weight_grad(b, L, grads, n, x, ldx, d, L->fan_out));
+        MTLI_TRY(mtli_dense_weight_grad(b, L, grads, n, x, ldx, dz, L->fan_out));
         if (i > 0) /* the input layer's dX is never needed */
-            MTLI_TRY(mtli_dense_input_grad(b, L, m->params, n, d, L->fan_out, 1.0f, 0.0f, e->dtrunk[(i - 1) % 2],
-                                           m->trunk[i - 1].fan_out));
+            MTLI_TRY(mtli_dense_input_grad(b, L, m->params, n, dz, L->fan_out, 1.0f, 0.0f, d, m->trunk[i - 1].fan_out));
     }
     return MTL_OK;
 }

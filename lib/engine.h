@@ -9,6 +9,25 @@
  *   backward: dY_t ─▶ head layers ─▶ dA_fused (m x F, task t in columns
  *   [fused_col, +h_t)) ─▶ dW_fused = dA_fusedᵀ·z (one GEMM)
  *                        ─▶ dz = dA_fused·W_fused (one GEMM) = Σ_t dz_t ─▶ trunk
+ *   (dA_fused here is the fused layer's dL/d(pre), e->dfused.)
+ *
+ * Where the backward pass keeps its gradients: the arena holds one batch
+ * of activations and ONE scratch matrix (e->dscratch, the widest layer
+ * input a GEMM dX = d·Wᵀ must write); a layer's own buffers become its
+ * gradient's once mtli_dense_finish_backward_to has read them.
+ *   dL/d(out)  output layers: dY_t, in e->dlogits (the loss writes it);
+ *              every other layer: e->dscratch (dX of the layer above it;
+ *              for the top trunk layer, of the fused layer).
+ *   dL/d(pre)  over the layer's own pre buffer.  So e->dfused IS
+ *              plan.fused_pre.  Two exceptions: an output layer of its own
+ *              (a task with hidden layers) keeps it in e->dlogits (identity:
+ *              it equals dY_t); the top trunk layer's goes to e->dz_top when
+ *              per-task gradients are enabled (its pre buffer is z itself
+ *              unless it has norm, GELU or dropout, and the affinity
+ *              lookahead re-runs the heads from z after the backward pass).
+ * Hence after mtli_engine_backward_heads the head activations are gone (a
+ * new mtli_forward_heads remakes them), and after the trunk's backward so
+ * are the trunk's: z survives only with per-task gradients enabled.
  *
  * Loss weighting hooks.  Methods that only rescale losses (FIXED,
  * uncertainty, DWA, ...) call mtli_engine_scale_dy(head_w) and then
@@ -22,7 +41,8 @@
  *     mtli_engine_backward_fused()
  *     mtli_engine_backward_trunk(rep_w)       dz = Σ_t rep_w[t] dz_t
  * All buffers live in one arena sized for max_batch; nothing here
- * allocates except mtli_engine_create / mtli_engine_enable_task_grads. */
+ * allocates except mtli_engine_create, mtli_engine_enable_task_grads and
+ * (once, if the scalers are fitted after creation) mtli_engine_scaled_inputs. */
 #ifndef MTL_ENGINE_H
 #define MTL_ENGINE_H
 
@@ -66,11 +86,14 @@ void mtli_plan_logits(const mtl_model *m, const mtli_plan *p, int64_t t, const f
 struct mtli_engine {
     mtli_settings settings;
     int64_t max_batch;
-    int64_t n_tasks, embed_width, fused_width;
+    int64_t n_inputs, n_tasks, n_trunk, embed_width, fused_width;
     void *arena;
     size_t arena_bytes;
 
-    float *xs, *ys;       /* scaled inputs (max_batch x n_inputs) and targets (x target_width) */
+    float *ys;            /* scaled targets (max_batch x target_width) */
+    float *xs;            /* scaled inputs (max_batch x n_inputs), NULL until the model's
+                           * scalers are fitted: see mtli_engine_scaled_inputs */
+    bool xs_allocated;    /* xs is its own allocation, not in the arena */
     mtli_plan plan;
 
     /* state of the last forward pass */
@@ -82,23 +105,31 @@ struct mtli_engine {
     int64_t ldz;
 
     /* losses */
-    float *dlogits;       /* max_batch x output_width: dY of tasks with hidden layers */
-    float **dy;           /* T: where dY_t lives (dlogits block, or the fused block) */
+    float *dlogits;       /* max_batch x output_width: dY of every task */
+    float **dy;           /* T: task t's block of dlogits */
     int64_t *lddy;        /* T */
     double *loss, *wsum;  /* T: last losses, total weight of observed labels */
     bool *active;         /* T: gets a backward pass (has labels, non-zero weight) */
 
-    /* backward */
-    float *dtrunk[2];     /* max_batch x widest trunk layer: gradients, ping-pong */
-    float *dhead[2];      /* max_batch x widest inner head layer */
-    float *dfused;        /* max_batch x F: dL/d(out), then dL/d(pre) of the fused layer */
+    /* backward (see "Where the backward pass keeps its gradients" above) */
+    float *dscratch;      /* max_batch x widest layer input: dL/d(out) of the layer in hand */
+    float *dfused;        /* = plan.fused_pre: dL/d(pre) of the fused layer after backward_heads */
     float *dz_task;       /* T x max_batch x E (NULL until mtli_engine_enable_task_grads) */
+    float *dz_top;        /* max_batch x E, after dz_task: the top trunk layer's dL/d(pre)
+                           * when per-task gradients are on (NULL otherwise) */
 };
 
 mtl_status mtli_engine_create(mtli_engine **out, const mtl_model *m, const mtli_settings *s, int64_t max_batch);
 void mtli_engine_destroy(mtli_engine *e);
-/* Bytes held by the engine (arena + task gradients). */
+/* Bytes held by the engine (arena, task gradients, scaled inputs). */
 size_t mtli_engine_bytes(const mtli_engine *e);
+
+/* Make sure e->xs exists, for a model whose scalers are fitted.  The arena
+ * has it when they were fitted before mtli_engine_create; a host may call
+ * mtl_model_fit_scalers later (nothing forbids it), and then the first
+ * gradient pass allocates it here, once, and keeps it until destroy.
+ * MTL_ERR_OUT_OF_MEMORY leaves the engine as it was. */
+mtl_status mtli_engine_scaled_inputs(mtli_engine *e);
 
 /* Forward over n <= max_batch rows (x already scaled).  dropout_on: apply
  * each layer's dropout with masks keyed by (seed, step, layer). */
@@ -114,8 +145,9 @@ void mtli_engine_losses(mtli_engine *e, const mtl_model *m, const float *y, int6
 void mtli_engine_scale_dy(mtli_engine *e, const mtl_model *m, const double *head_w);
 
 /* Everything above z except the fused weight gradient: head layer
- * gradients, first-layer bias/norm gradients, and dfused = dL/dA_fused.
- * Inactive tasks get exactly zero head gradients. */
+ * gradients, first-layer bias/norm gradients, and dfused = dL/dA_fused
+ * (over the fused layer's pre-activations).  Inactive tasks get exactly
+ * zero head gradients. */
 mtl_status mtli_engine_backward_heads(mtli_engine *e, const mtl_model *m, const mtli_blas *b, float *grads);
 /* grads[fused weights] = dfusedᵀ·z. */
 mtl_status mtli_engine_backward_fused(mtli_engine *e, const mtl_model *m, const mtli_blas *b, float *grads);
@@ -126,7 +158,9 @@ mtl_status mtli_engine_backward_trunk(mtli_engine *e, const mtl_model *m, const 
 /* heads + fused + trunk(NULL). */
 mtl_status mtli_engine_backward(mtli_engine *e, const mtl_model *m, const mtli_blas *b, float *grads);
 
-/* Per-task representation gradients (gradient-based loss weighting). */
+/* Per-task representation gradients (gradient-based loss weighting,
+ * diagnostics, affinity); also keeps z intact through the backward pass
+ * (e->dz_top). */
 mtl_status mtli_engine_enable_task_grads(mtli_engine *e);
 /* dz_t = dA_t·W_t for every task (zero for inactive ones), after
  * mtli_engine_backward_heads; each n x E with row stride E. */

@@ -202,25 +202,39 @@ static void gelu_backward_norm_row(int64_t n, const float *xh, const float *g, c
     for (int64_t j = 0; j < n; j++) d[j] *= gelu_grad(g[j] * xh[j] + sh[j]);
 }
 
-/* The common case in one pass: d *= act'(h) and db += d.  (ReLU's
- * derivative and the bias gradient share the read of d.) */
-static void act_backward_bias_row(mtl_activation act, int64_t n, const float *h, float *restrict d,
-                                  float *restrict db)
+/* db += d and dz = d over one row.  dz may be d itself or the layer's own
+ * buffer: element j is read before dz[j] is written (no restrict, so GCC
+ * versions the loop for aliasing, and the exact alias still vectorises). */
+static void bias_grad_row(int64_t n, const float *d, float *restrict db, float *dz)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const float g = d[j];
+        db[j] += g;
+        dz[j] = g;
+    }
+}
+
+/* The common case in one pass: dz = d * act'(h) and db += dz.  (ReLU's
+ * derivative and the bias gradient share the read of d.)  dz may be d or
+ * h, as in bias_grad_row. */
+static void act_backward_bias_row(mtl_activation act, int64_t n, const float *h, float *d, float *restrict db,
+                                  float *dz)
 {
     switch (act) {
     case MTL_ACT_IDENTITY:
-        for (int64_t j = 0; j < n; j++) db[j] += d[j];
+        bias_grad_row(n, d, db, dz);
         break;
     case MTL_ACT_RELU:
         for (int64_t j = 0; j < n; j++) {
-            const float g = h[j] > 0.0f ? d[j] : 0.0f;
-            d[j] = g;
+            const float dj = d[j]; /* an unconditional load: the select then vectorises */
+            const float g = h[j] > 0.0f ? dj : 0.0f;
+            dz[j] = g;
             db[j] += g;
         }
         break;
     default:
         act_backward_row(act, n, NULL, h, d);
-        for (int64_t j = 0; j < n; j++) db[j] += d[j];
+        bias_grad_row(n, d, db, dz);
         break;
     }
 }
@@ -365,9 +379,11 @@ bool mtli_fused_forward_small(const mtl_model *model, const mtli_layer *F, int64
 
 /* ---- backward epilogue ------------------------------------------------------------------- */
 
-/* Layer-norm backward of one row, in place: d = dL/du in, dL/d(pre) out. */
-static void norm_backward_row(int64_t n, const float *restrict xh, const float *restrict g, float rstd,
-                              float *restrict d, float *restrict dg, float *restrict ds)
+/* Layer-norm backward of one row: d = dL/du in (then scratch), dL/d(pre)
+ * into dz, which may be d or xh's own buffer (the last pass reads xh[j]
+ * and d[j] before it writes dz[j]). */
+static void norm_backward_row(int64_t n, const float *xh, const float *restrict g, float rstd, float *d,
+                              float *restrict dg, float *restrict ds, float *dz)
 {
     double s1 = 0.0, s2 = 0.0;
     for (int64_t j = 0; j < n; j++) {
@@ -379,11 +395,18 @@ static void norm_backward_row(int64_t n, const float *restrict xh, const float *
         d[j] = dxh;
     }
     const float m1 = (float)(s1 / (double)n), m2 = (float)(s2 / (double)n);
-    for (int64_t j = 0; j < n; j++) d[j] = rstd * (d[j] - m1 - xh[j] * m2);
+    for (int64_t j = 0; j < n; j++) dz[j] = rstd * (d[j] - m1 - xh[j] * m2);
 }
 
 void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                 const mtli_slot *s, bool train, float *d, int64_t ldd)
+{
+    mtli_dense_finish_backward_to(L, params, grads, m, s, train, d, ldd, d, ldd);
+}
+
+void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, float *grads, int64_t m,
+                                   const mtli_slot *s, bool train, float *d, int64_t ldd, float *dz,
+                                   int64_t lddz)
 {
     const int64_t n = L->fan_out, ld = s->ld;
     float *db = grads + L->b_off;
@@ -396,7 +419,7 @@ void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float 
         memset(grads + L->shift_off, 0, (size_t)n * sizeof(float));
     }
     for (int64_t i = 0; i < m; i++) {
-        float *di = d + i * ldd;
+        float *di = d + i * ldd, *dzi = dz + i * lddz;
         const float *pre = s->pre + i * ld, *post = s->post + i * ld;
         if (drop) {
             const uint8_t *mk = s->mask + i * ld;
@@ -405,9 +428,9 @@ void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float 
         if (!L->layer_norm) {
             if (L->act == MTL_ACT_GELU) {
                 act_backward_row(L->act, n, pre, post, di);
-                for (int64_t j = 0; j < n; j++) db[j] += di[j];
+                bias_grad_row(n, di, db, dzi);
             } else {
-                act_backward_bias_row(L->act, n, post, di, db);
+                act_backward_bias_row(L->act, n, post, di, db, dzi);
             }
             continue;
         }
@@ -416,7 +439,7 @@ void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float 
             gelu_backward_norm_row(n, pre, g, sh, di);
         else
             act_backward_row(L->act, n, NULL, post, di);
-        norm_backward_row(n, pre, g, s->rstd[i], di, grads + L->gain_off, grads + L->shift_off);
-        for (int64_t j = 0; j < n; j++) db[j] += di[j];
+        norm_backward_row(n, pre, g, s->rstd[i], di, grads + L->gain_off, grads + L->shift_off, dzi);
+        for (int64_t j = 0; j < n; j++) db[j] += dzi[j];
     }
 }

@@ -10,9 +10,10 @@
  * pointers alias (post == pre: activation in place; out == post: no
  * dropout), so ReLU layers without norm or dropout keep one buffer.
  *
- * Backward turns dL/d(out) into dL/d(pre) in place (one pass per row that
- * also accumulates the bias gradient, in a fixed row order), then the
- * weight gradient dW = Xᵀ·d and input gradient dX = d·Wᵀ are GEMMs.
+ * Backward turns dL/d(out) into dL/d(pre), in place or into another buffer
+ * (one pass per row that also accumulates the bias gradient, in a fixed
+ * row order), then the weight gradient dW = Xᵀ·d and input gradient
+ * dX = d·Wᵀ are GEMMs.
  * Weights stored transposed (mtli_layer.w_trans: the fused first head
  * layers) swap the transposes; BLIS packs either way at no cost. */
 #ifndef MTL_LAYERS_H
@@ -60,6 +61,14 @@ void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, cons
  * not accumulated).  `train` must match the forward pass. */
 void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                 const mtli_slot *s, bool train, float *d, int64_t ldd);
+/* The same, with dL/d(pre) written to dz (row stride lddz) instead: d is
+ * then scratch.  dz may be d, or one of the slot's own buffers (the
+ * training engine puts each layer's gradient over its pre buffer, dead by
+ * then): each element of the slot is read before dz's is written.  d must
+ * not overlap the slot's buffers. */
+void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, float *grads, int64_t m,
+                                   const mtli_slot *s, bool train, float *d, int64_t ldd, float *dz,
+                                   int64_t lddz);
 
 /* mtli_dense_matmul into s->pre, then mtli_dense_finish; for small ReLU or
  * identity layers without norm, the bias and activation are applied as the

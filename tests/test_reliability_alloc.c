@@ -445,6 +445,18 @@ static mtl_status step_run(fixture *f)
     return mtl_trainer_step(f->t, 8, x, SAMPLE_INPUTS, y, SAMPLE_TARGETS, NULL, 0, NULL, NULL);
 }
 
+/* ---- scenario: scalers fitted after the trainer --------------------------------------------
+ * The engine keeps a scaled-input copy only when the model's scalers are
+ * fitted at mtl_trainer_create; fitted later, the next step allocates it
+ * (once, then kept), and must fail cleanly when it cannot. */
+
+static int setup_unfitted_trainer(fixture *f)
+{
+    return sample_model(&f->m, g_ctx, 0) != MTL_OK || mtl_trainer_create(&f->t, f->m, 8) != MTL_OK;
+}
+
+static const step_fn late_scaler_steps[] = { md_scalers, step_run, step_run, NULL };
+
 /* ---- scenario: evaluate ------------------------------------------------------------------ */
 
 static int setup_eval(fixture *f)
@@ -657,6 +669,7 @@ TORTURE(context_create, NULL, context_steps, sign_context, NULL)
 TORTURE(model_define, NULL, define_steps, sign_definition, NULL)
 TORTURE(trainer_create, setup_model, trainer_steps, sign_trainer_fx, NULL)
 TORTURE(trainer_fit, setup_trainer, fit_steps, sign_trainer_fx, NULL)
+TORTURE(scalers_after_trainer, setup_unfitted_trainer, late_scaler_steps, sign_trainer_fx, NULL)
 TORTURE(trainer_fit_gradnorm, setup_trainer_gradnorm, fit_steps, sign_trainer_fx, NULL)
 TORTURE(evaluate, setup_eval, eval_steps, sign_eval, NULL)
 TORTURE(workspace_create, setup_model, ws_steps, sign_ws, NULL)
@@ -704,6 +717,35 @@ TEST(hot_paths_allocate_nothing)
     r = no_allocations(&f, 1);
     teardown(&f);
     return r;
+}
+
+/* Scalers fitted after mtl_trainer_create: the first step makes the
+ * engine's scaled-input copy (one allocation), later steps none, and the
+ * training is bitwise that of a trainer created after the fit. */
+TEST(scaled_inputs_made_by_the_first_step_after_late_scalers)
+{
+    fixture a = { 0 }, b = { 0 };
+    ASSERT_OK(sample_model(&a.m, g_ctx, 1));
+    ASSERT_OK(mtl_trainer_create(&a.t, a.m, 8));
+    ASSERT(setup_unfitted_trainer(&b) == 0);
+    ASSERT_OK(md_scalers(&b));
+    for (int k = 0; k < 3; k++) {
+        g_hook.calls = 0;
+        ASSERT_OK(step_run(&a));
+        ASSERT_EQ_INT(g_hook.calls, 0);
+        ASSERT_OK(step_run(&b));
+        ASSERT_EQ_INT(g_hook.calls, k == 0 ? 1 : 0);
+    }
+    bytes sa = { 0 }, sb = { 0 };
+    sign_trainer_fx(&sa, &a);
+    sign_trainer_fx(&sb, &b);
+    const int same = bytes_equal(&sa, &sb);
+    bytes_free(&sa);
+    bytes_free(&sb);
+    teardown(&a);
+    teardown(&b);
+    ASSERT(same);
+    return 0;
 }
 
 /* The fit-only buffers (best and epoch-start weights: two parameter
@@ -791,7 +833,8 @@ int main(int argc, char **argv)
     if (mtl_context_create(&g_ctx, &g_allocator) != MTL_OK) return 1;
     static const test_case tests[] = {
         TEST_ENTRY(context_create), TEST_ENTRY(model_define), TEST_ENTRY(trainer_create),
-        TEST_ENTRY(trainer_fit), TEST_ENTRY(trainer_fit_gradnorm),
+        TEST_ENTRY(trainer_fit), TEST_ENTRY(trainer_fit_gradnorm), TEST_ENTRY(scalers_after_trainer),
+        TEST_ENTRY(scaled_inputs_made_by_the_first_step_after_late_scalers),
         TEST_ENTRY(fit_buffers_made_by_the_first_fit), TEST_ENTRY(evaluate),
         TEST_ENTRY(workspace_create), TEST_ENTRY(dataset_copy_view), TEST_ENTRY(model_save),
         TEST_ENTRY(checkpoint_save), TEST_ENTRY(checkpoint_load), TEST_ENTRY(csv_file),
