@@ -340,11 +340,24 @@ void mtli_optim_update(const mtli_optim_config *cfg, mtli_optim_state *st, float
                        const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges);
 /* The same with a chosen instruction set (tests compare the paths; every
  * path gives bitwise the same result).  mtli_optim_best_isa: this CPU's. */
-enum { MTLI_ISA_BASELINE = 0, MTLI_ISA_AVX2 = 1 };
+enum { MTLI_ISA_BASELINE = 0, MTLI_ISA_AVX2 = 1, MTLI_ISA_AVX512 = 2 };
 int mtli_optim_best_isa(void);
 void mtli_optim_update_isa(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                            const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
                            int isa);
+/* libmtl's own passes over the flat buffers (this update, the gradient
+ * finite check) run on n_threads OpenMP threads, each on one contiguous
+ * slice; elementwise, so bitwise the same for any n_threads.
+ * mtli_pass_threads: how many a pass over n floats should use given the
+ * handle's num_threads (1 without OpenMP or below 2 slices of
+ * MTLI_PASS_MIN_PER_THREAD, measured in docs/threading.md). */
+#define MTLI_PASS_MIN_PER_THREAD ((int64_t)1 << 17)
+int64_t mtli_pass_threads(int64_t n, int64_t num_threads);
+void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
+                           const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
+                           int isa, int64_t n_threads);
+/* Is every one of x[0..n) finite (no Inf, no NaN)? */
+bool mtli_all_finite(const float *x, int64_t n, int isa, int64_t n_threads);
 
 /* ---- loss weighting (weighting.c) -----------------------------------------
  * Every method turns T per-task signals into coefficients: rep_weights[t]

@@ -32,7 +32,16 @@ mtl_status mtli_check_batch(const mtl_model *m, int64_t n, const float *x, int64
     if (mask && ldmask < m->target_width)
         return mtli_fail(MTL_ERR_SHAPE, "ldmask = %lld is less than the model's %lld target columns",
                          (long long)ldmask, (long long)m->target_width);
-    for (int64_t i = 0; i < n; i++)
+    /* The inputs are the batch's biggest array (4 MB at W3): a vectorised
+     * bit test first (the gradient check's kernel), and only when it fails
+     * the scalar scan that names the row and column. */
+    const int isa = mtli_optim_best_isa();
+    bool inputs_finite = true;
+    if (ldx == m->n_inputs)
+        inputs_finite = mtli_all_finite(x, n * ldx, isa, 1);
+    else
+        for (int64_t i = 0; i < n && inputs_finite; i++) inputs_finite = mtli_all_finite(x + i * ldx, m->n_inputs, isa, 1);
+    for (int64_t i = 0; i < n && !inputs_finite; i++)
         for (int64_t j = 0; j < m->n_inputs; j++)
             if (!isfinite(x[i * ldx + j]))
                 return mtli_fail(MTL_ERR_NON_FINITE, "input row %lld, column %lld is %g", (long long)i, (long long)j,
@@ -155,6 +164,10 @@ static mtl_status gradient_pass(mtl_trainer *t, int64_t n, const float *x, int64
     const float *xin = x;
     int64_t ldxin = ldx;
     if (m->scalers.fitted) {
+        /* the engine's scaled-input copy: made here, once, if the scalers
+         * were fitted after the trainer (nothing has changed yet if it fails) */
+        mtl_status sx = mtli_engine_scaled_inputs(e);
+        if (sx != MTL_OK) return mtli_fail_prefix(sx, "%s: ", fn);
         mtli_scale_inputs(m, n, x, ldx, e->xs, m->n_inputs);
         xin = e->xs;
         ldxin = m->n_inputs;
@@ -222,22 +235,12 @@ static double grad_sumsq(const float *g, int64_t n)
 }
 
 /* Is every element finite?  Tested on the bit pattern (exponent all ones
- * means Inf or NaN): an integer OR-reduction, which vectorises, costs one
- * pass and cannot overflow (a sum of squares could on finite values). */
-static bool all_finite(const float *g, int64_t n)
-{
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, g + i, sizeof u);
-        bad |= (u & 0x7f800000u) == 0x7f800000u;
-    }
-    return bad == 0;
-}
-
+ * means Inf or NaN) by the optimiser's vector kernels (optim_kernels.c):
+ * one pass, no branch per element, cannot overflow (a sum of squares could
+ * on finite values).  Only when that fails is it asked again per span. */
 static bool span_finite(const float *g, int64_t begin, int64_t end)
 {
-    return all_finite(g + begin, end - begin);
+    return mtli_all_finite(g + begin, end - begin, mtli_optim_best_isa(), 1);
 }
 
 /* Name what made the gradient non-finite: a task's head, or the trunk. */
@@ -265,7 +268,9 @@ mtl_status mtl_trainer_step(mtl_trainer *t, int64_t n, const float *x, int64_t l
     MTLI_TRY(gradient_pass(t, n, x, ldx, y, ldy, mask, ldmask, sample_weight, true, fn));
 
     mtl_model *m = t->model;
-    if (!all_finite(t->grads, m->n_params)) return non_finite_gradient(t, fn);
+    const int isa = mtli_optim_best_isa();
+    const int64_t pass_threads = mtli_pass_threads(m->n_params, t->settings.num_threads);
+    if (!mtli_all_finite(t->grads, m->n_params, isa, pass_threads)) return non_finite_gradient(t, fn);
     MTLI_TRY(mtli_trainer_weighting_commit(t)); /* learned weights, diagnostics: only for a good step */
     if (t->clip_norm > 0.0) { /* global-norm clipping */
         const double norm = sqrt(grad_sumsq(t->grads, m->n_params));
@@ -274,7 +279,8 @@ mtl_status mtl_trainer_step(mtl_trainer *t, int64_t n, const float *x, int64_t l
             for (int64_t i = 0; i < m->n_params; i++) t->grads[i] *= c;
         }
     }
-    mtli_optim_update(&t->optim, &t->opt_state, m->params, t->grads, t->lr_now, t->ranges, t->n_ranges);
+    mtli_optim_update_par(&t->optim, &t->opt_state, m->params, t->grads, t->lr_now, t->ranges, t->n_ranges, isa,
+                          pass_threads);
     mtli_schedule_after_step(t);
     if (task_losses) memcpy(task_losses, t->last_losses, (size_t)t->n_tasks * sizeof(double));
     return MTL_OK;
