@@ -469,13 +469,17 @@ typedef struct mtl_workspace mtl_workspace;
 /** Scratch for predict, sized for `max_batch` rows (larger calls are
  *  processed in chunks).  One workspace per predicting thread.  Destroy it
  *  before its model (a workspace used with any other model, or after its
- *  model was destroyed and another created, is MTL_ERR_INVALID_ARGUMENT). */
+ *  model was destroyed and another created, is MTL_ERR_INVALID_ARGUMENT).
+ *  Create it after mtl_model_fit_scalers: after a later fit, the first
+ *  predict may allocate room for the scaled inputs, once
+ *  (MTL_ERR_OUT_OF_MEMORY if it cannot). */
 MTL_API mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int64_t max_batch);
 MTL_API void mtl_workspace_destroy(mtl_workspace *ws);
 
 /** Predict `n` rows.  `out` is n x mtl_model_output_width(): regression
  *  values in original target units, binary probabilities, multiclass class
- *  probabilities.  Allocates nothing.
+ *  probabilities.  Allocates nothing (but see mtl_workspace_create on
+ *  scalers fitted after the workspace).
  *  @thread_safety many threads may predict with one model at once, each
  *  with its own workspace. */
 MTL_API mtl_status mtl_model_predict(const mtl_model *model, mtl_workspace *ws, int64_t n,

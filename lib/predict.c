@@ -1,11 +1,13 @@
 /* predict.c -- inference: the workspace, predict, predict_labels, embed.
  *
- * A workspace holds every buffer a forward pass needs for up to max_batch
- * rows, so predict allocates nothing and a const model can serve many
- * threads at once, each with its own workspace.  Layers reuse two
- * ping-pong buffers (inference keeps no activations for a backward pass),
- * layer norm and activations run in place, and at one row every layer is
- * a gemv (mtli_dense_matmul picks it), never a GEMM. */
+ * A workspace holds every buffer a forward pass needs, so predict
+ * allocates nothing and a const model can serve many threads at once, each
+ * with its own workspace.  Rows go through the network in passes
+ * (pass_rows) and a long pass in parts (next_part) that give the same bits.
+ * Inference keeps no activations for a backward pass: layers take turns
+ * in two ping-pong buffers (ws_widths), layer norm and activations run in
+ * place, and at one row every layer is a gemv or dot products
+ * (mtli_dense_matmul picks them), never a GEMM. */
 #include "engine.h"
 #include "losses.h"
 #include "mtl_internal.h"
@@ -16,21 +18,71 @@
 
 #define MTLI_MAX_WS_BATCH ((int64_t)1 << 24)
 
+/* Rows of a part of a long pass: at most MTLI_PART_ROWS (see
+ * buffer_rows), at least MTLI_MIN_PART_ROWS.  BLIS's kernels for skinny
+ * products ("sup") take products of fewer rows than that on every x86
+ * kernel set of BLIS 0.9 (201 to 512 rows), so a part never runs on other
+ * BLIS kernels than the whole pass would. */
+#define MTLI_PART_ROWS 1024
+#define MTLI_MIN_PART_ROWS 512
+
 struct mtl_workspace {
     mtli_settings settings;
     const mtl_model *model; /* the model it was sized for */
     uint64_t model_serial;  /* ...and its serial: a new model at a freed one's address differs */
     int64_t max_batch;
-    int64_t pass_rows; /* rows per pass through the layers (<= max_batch) */
+    int64_t pass_rows;    /* rows per pass (<= max_batch): each layer's kernel is picked for a pass */
+    int64_t rows;         /* rows the buffers hold (<= pass_rows): a longer pass runs in parts */
+    int64_t min_part;     /* fewest rows of a part (see min_part_rows) */
     void *arena;
     size_t bytes;
-    float *xs;      /* max_batch x n_inputs: scaled inputs */
-    float *logits;  /* max_batch x output_width: output layers of tasks with hidden layers */
-    float *outbuf;  /* max_batch x output_width: outputs before the label transform */
+    float *act[2];        /* the ping-pong buffers (see ws_widths)... */
+    int64_t act_width[2]; /* ...of rows x act_width[i] floats */
+    float *xs;            /* rows x n_inputs: scaled inputs (in act[1] or xs_late; NULL until needed) */
+    float *xs_late;       /* made by the first predict after mtl_model_fit_scalers, when act[1] is too narrow */
+    float *logits;        /* rows x output_width: output layers of tasks with hidden layers */
+    float *outbuf;        /* rows x output_width: predict_labels' outputs (in act[Z]) */
     mtli_plan plan;
 };
 
 /* ---- create / destroy ------------------------------------------------------------------ */
+
+/* Which buffer holds what during a pass.  Inference keeps no activations
+ * for a backward pass, so layers take turns in two buffers, act[0] and
+ * act[1], each as wide as the widest thing it holds:
+ *     scaled inputs        act[1]      read only by trunk layer 0 (it writes act[0])
+ *     trunk layer i        act[i % 2]  the last one's output, z, ends in act[Z]
+ *     fused first layers   act[F]      F = n_trunk % 2: the buffer z is not in
+ *     head layer j >= 1    act[Z] for odd j, head_mid for even j (the fused
+ *                          block stays: the other tasks still read theirs)
+ *     output layers        logits      (a task without hidden layers: in act[F])
+ *     predict_labels' outputs act[Z]   written once every head is done
+ * Without a trunk z is the input itself, scaled in act[1] = act[Z]. */
+typedef struct ws_widths {
+    int64_t act[2], head_mid, logits;
+    bool xs;
+} ws_widths;
+
+static void widen(int64_t *w, int64_t width)
+{
+    if (width > *w) *w = width;
+}
+
+static ws_widths buffer_widths(const mtl_model *m)
+{
+    ws_widths w = { { 0, 0 }, 0, 0, m->scalers.fitted };
+    const int64_t F = m->n_trunk % 2, Z = 1 - F;
+    for (int64_t i = 0; i < m->n_trunk; i++) widen(&w.act[i % 2], m->trunk[i].fan_out);
+    if (w.xs) widen(&w.act[1], m->n_inputs);
+    widen(&w.act[F], m->fused_width);
+    widen(&w.act[Z], m->output_width);
+    for (int64_t t = 0; t < m->n_tasks; t++) {
+        const mtli_task *task = &m->tasks[t];
+        for (int64_t j = 1; j < task->n_hidden; j++) widen(j % 2 ? &w.act[Z] : &w.head_mid, task->layers[j].fan_out);
+        if (task->n_hidden > 0) w.logits = m->output_width;
+    }
+    return w;
+}
 
 static void inference_slot(mtli_slot *s, float *buf, int64_t ld)
 {
@@ -43,33 +95,28 @@ static void inference_slot(mtli_slot *s, float *buf, int64_t ld)
 /* Same code for sizing (base NULL) and carving. */
 static void ws_plan(mtl_workspace *ws, const mtl_model *m, mtli_carver *c)
 {
-    const size_t B = (size_t)ws->max_batch, T = (size_t)m->n_tasks;
+    const size_t R = (size_t)ws->rows, T = (size_t)m->n_tasks;
+    const int64_t F = m->n_trunk % 2, Z = 1 - F;
+    const ws_widths w = buffer_widths(m);
     mtli_plan *p = &ws->plan;
-    int64_t trunk_max = 0, inner_max = 0, n_head = 0;
-    for (int64_t i = 0; i < m->n_trunk; i++)
-        if (m->trunk[i].fan_out > trunk_max) trunk_max = m->trunk[i].fan_out;
-    for (size_t t = 0; t < T; t++) {
-        const mtli_task *task = &m->tasks[t];
-        n_head += task->n_hidden;
-        for (int64_t j = 1; j < task->n_hidden; j++)
-            if (task->layers[j].fan_out > inner_max) inner_max = task->layers[j].fan_out;
-    }
-    ws->xs = mtli_carve(c, B * (size_t)m->n_inputs, sizeof(float));
-    ws->logits = mtli_carve(c, B * (size_t)m->output_width, sizeof(float));
-    ws->outbuf = mtli_carve(c, B * (size_t)m->output_width, sizeof(float));
-    float *tbuf[2], *hbuf[2];
-    tbuf[0] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
-    tbuf[1] = mtli_carve(c, B * (size_t)trunk_max, sizeof(float));
-    hbuf[0] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
-    hbuf[1] = mtli_carve(c, B * (size_t)inner_max, sizeof(float));
-    p->fused_pre = mtli_carve(c, B * (size_t)m->fused_width, sizeof(float));
+    int64_t n_head = 0;
+    for (size_t t = 0; t < T; t++) n_head += m->tasks[t].n_hidden;
+    ws->act_width[0] = w.act[0];
+    ws->act_width[1] = w.act[1];
+    ws->act[0] = mtli_carve(c, R, (size_t)w.act[0] * sizeof(float));
+    ws->act[1] = mtli_carve(c, R, (size_t)w.act[1] * sizeof(float));
+    float *head_mid = mtli_carve(c, R, (size_t)w.head_mid * sizeof(float));
+    ws->logits = mtli_carve(c, R, (size_t)w.logits * sizeof(float));
     p->trunk = mtli_carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
     p->fused = mtli_carve(c, T, sizeof(mtli_slot));
     p->head = mtli_carve(c, (size_t)n_head, sizeof(mtli_slot));
     p->head_first = mtli_carve(c, T, sizeof(int64_t));
     if (!c->base) return;
 
-    for (int64_t i = 0; i < m->n_trunk; i++) inference_slot(&p->trunk[i], tbuf[i % 2], m->trunk[i].fan_out);
+    ws->xs = w.xs ? ws->act[1] : NULL;
+    ws->outbuf = ws->act[Z];
+    p->fused_pre = ws->act[F];
+    for (int64_t i = 0; i < m->n_trunk; i++) inference_slot(&p->trunk[i], ws->act[i % 2], m->trunk[i].fan_out);
     int64_t k = 0;
     for (size_t t = 0; t < T; t++) {
         const mtli_task *task = &m->tasks[t];
@@ -79,7 +126,7 @@ static void ws_plan(mtl_workspace *ws, const mtl_model *m, mtli_carver *c)
             if (j == task->n_hidden) /* output layer: its own columns of the logits */
                 inference_slot(&p->head[k], ws->logits + task->output_col, m->output_width);
             else
-                inference_slot(&p->head[k], hbuf[j % 2], task->layers[j].fan_out);
+                inference_slot(&p->head[k], j % 2 ? ws->act[Z] : head_mid, task->layers[j].fan_out);
         }
     }
 }
@@ -111,6 +158,67 @@ static int64_t pass_rows(const mtl_model *m, int64_t max_batch)
     return r < max_batch ? r : max_batch;
 }
 
+/* The most rows for which a layer of fan_in x fan_out still takes the
+ * small kernel (0: never). */
+static int64_t small_kernel_rows(int64_t fan_in, int64_t fan_out)
+{
+    if (fan_out < 2 || !mtli_small_gemm_available()) return 0;
+    return (int64_t)(MTLI_SMALL_GEMM_MAX_FLOPS / (2.0 * (double)fan_in * (double)fan_out));
+}
+
+/* A pass's rows decide each layer's kernel in two ways only: one row or
+ * more, and whether the product is small enough for libmtl's own kernel
+ * (layers.c, small_gemm.c).  Within a kernel a row's bits do not depend
+ * on the other rows (BLIS never splits k; the small kernel sums each
+ * element over k in order).  So a pass cut into parts computes exactly
+ * what it would have whole, provided every part has more rows than any
+ * small-kernel limit the whole pass exceeds: the fewest rows a part may
+ * have is one more than the largest limit below pass_rows, and at least
+ * MTLI_MIN_PART_ROWS, rounded up to a multiple of 64. */
+static int64_t min_part_rows(const mtl_model *m, int64_t pass)
+{
+    int64_t limit = MTLI_MIN_PART_ROWS - 1;
+    const int64_t fused = small_kernel_rows(m->embed_width, m->fused_width);
+    if (fused < pass) widen(&limit, fused);
+    for (int64_t i = 0; i < m->n_trunk; i++) {
+        const int64_t r = small_kernel_rows(m->trunk[i].fan_in, m->trunk[i].fan_out);
+        if (r < pass) widen(&limit, r);
+    }
+    for (int64_t t = 0; t < m->n_tasks; t++)
+        for (int64_t j = 1; j <= m->tasks[t].n_hidden; j++) {
+            const int64_t r = small_kernel_rows(m->tasks[t].layers[j].fan_in, m->tasks[t].layers[j].fan_out);
+            if (r < pass) widen(&limit, r);
+        }
+    return (limit + 1 + 63) & ~(int64_t)63;
+}
+
+/* Rows the buffers hold.  Passes of BLIS-sized layers run in parts of at
+ * most MTLI_PART_ROWS: BLIS packs the weights once per part, which costs
+ * little at that size, and the bias and activation pass then reads each
+ * layer's output while it is still in L2/L3.  Room for two parts of the
+ * fewest rows (next_part needs it). */
+static int64_t buffer_rows(int64_t pass, int64_t min_part)
+{
+    if (pass <= MTLI_PART_ROWS) return pass;
+    int64_t rows = 2 * min_part;
+    widen(&rows, MTLI_PART_ROWS);
+    return rows < pass ? rows : pass;
+}
+
+/* Rows of the next part of a pass with `left` rows still to go: all of
+ * them if they fit, else ws->rows (a multiple of 64, so parts start where
+ * the whole pass's 64-row blocks do), or half of them when ws->rows would
+ * leave fewer than min_part.  Every part then has >= min_part rows: as
+ * rows >= 2 min_part and min_part is a multiple of 64 (>= 128), half of
+ * left (> rows) rounded down to 64 is >= min_part, and it leaves
+ * < (rows + min_part)/2 + 64 <= rows: the part after it is the last. */
+static int64_t next_part(const mtl_workspace *ws, int64_t left)
+{
+    if (left <= ws->rows) return left;
+    if (left - ws->rows >= ws->min_part) return ws->rows;
+    return (left / 2) & ~(int64_t)63;
+}
+
 mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int64_t max_batch)
 {
     static const char fn[] = "mtl_workspace_create";
@@ -129,6 +237,8 @@ mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int
     ws->model_serial = model->serial;
     ws->max_batch = max_batch;
     ws->pass_rows = pass_rows(model, max_batch);
+    ws->min_part = min_part_rows(model, ws->pass_rows);
+    ws->rows = buffer_rows(ws->pass_rows, ws->min_part);
     mtli_carver count = { NULL, 0, false };
     ws_plan(ws, model, &count);
     if (!count.overflow) ws->arena = mtli_alloc(s, count.off);
@@ -148,6 +258,7 @@ void mtl_workspace_destroy(mtl_workspace *ws)
 {
     if (!ws) return;
     const mtli_settings s = ws->settings;
+    mtli_free(&s, ws->xs_late);
     mtli_free(&s, ws->arena);
     mtli_free(&s, ws);
 }
@@ -182,9 +293,31 @@ static mtl_status check_predict(const mtl_model *m, const mtl_workspace *ws, int
     return MTL_OK;
 }
 
+/* The workspace has room for scaled inputs only if the scalers were fitted
+ * when it was made (or if act[1] is wide enough anyway).  Fitted later:
+ * room of their own, allocated once, by the first predict that needs it. */
+static mtl_status scaled_inputs_room(const mtl_model *m, mtl_workspace *ws, const char *fn)
+{
+    if (!m->scalers.fitted || ws->xs) return MTL_OK;
+    if (m->n_inputs <= ws->act_width[1]) {
+        ws->xs = ws->act[1];
+        return MTL_OK;
+    }
+    size_t bytes = 0;
+    if (mtli_mul_size((size_t)ws->rows * sizeof(float), (size_t)m->n_inputs, &bytes))
+        ws->xs_late = mtli_alloc(&ws->settings, bytes);
+    if (!ws->xs_late)
+        return mtli_fail(MTL_ERR_OUT_OF_MEMORY,
+                         "%s: cannot allocate room for %lld x %lld scaled inputs (the model's scalers were fitted "
+                         "after the workspace was created)", fn, (long long)ws->rows, (long long)m->n_inputs);
+    ws->xs = ws->xs_late;
+    ws->bytes += bytes;
+    return MTL_OK;
+}
+
 /* Trunk forward of rows [0, c) of x: the representation. */
-static mtl_status chunk_trunk(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
-                              const float **z, int64_t *ldz)
+static mtl_status part_trunk(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+                             const float **z, int64_t *ldz)
 {
     if (m->scalers.fitted) {
         mtli_scale_inputs(m, c, x, ldx, ws->xs, m->n_inputs);
@@ -195,12 +328,12 @@ static mtl_status chunk_trunk(const mtl_model *m, mtl_workspace *ws, int64_t c, 
 }
 
 /* Outputs (output layout, original units) of rows [0, c) into out. */
-static mtl_status chunk_outputs(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
-                                float *out, int64_t ldout)
+static mtl_status part_outputs(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+                               float *out, int64_t ldout)
 {
     const float *z;
     int64_t ldz;
-    MTLI_TRY(chunk_trunk(m, ws, c, x, ldx, &z, &ldz));
+    MTLI_TRY(part_trunk(m, ws, c, x, ldx, &z, &ldz));
     MTLI_TRY(mtli_forward_heads(m, &m->blas, &ws->plan, c, z, ldz, false, 0, 0));
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const float *logits;
@@ -212,16 +345,64 @@ static mtl_status chunk_outputs(const mtl_model *m, mtl_workspace *ws, int64_t c
     return MTL_OK;
 }
 
+/* Labels (target layout) of rows [0, c) into out. */
+static mtl_status part_labels(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+                              float *out, int64_t ldout)
+{
+    const int64_t W = m->output_width;
+    MTLI_TRY(part_outputs(m, ws, c, x, ldx, ws->outbuf, W));
+    for (int64_t t = 0; t < m->n_tasks; t++) {
+        const mtli_task *task = &m->tasks[t];
+        if (task->type == MTL_TASK_REGRESSION) { /* unscaled values, moved to the target layout */
+            for (int64_t i = 0; i < c; i++)
+                memcpy(out + i * ldout + task->target_col, ws->outbuf + i * W + task->output_col,
+                       (size_t)task->n_outputs * sizeof(float));
+            continue;
+        }
+        const float *logits;
+        int64_t ldl;
+        mtli_plan_logits(m, &ws->plan, t, &logits, &ldl);
+        mtli_task_labels(task, c, logits, ldl, out + task->target_col, ldout);
+    }
+    return MTL_OK;
+}
+
+/* The representation of rows [0, c) into out. */
+static mtl_status part_embed(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+                             float *out, int64_t ldout)
+{
+    const float *z;
+    int64_t ldz;
+    MTLI_TRY(part_trunk(m, ws, c, x, ldx, &z, &ldz));
+    for (int64_t i = 0; i < c; i++) memcpy(out + i * ldout, z + i * ldz, (size_t)m->embed_width * sizeof(float));
+    return MTL_OK;
+}
+
+typedef mtl_status (*part_fn)(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+                              float *out, int64_t ldout);
+
+/* n rows in passes of ws->pass_rows, each in parts the buffers hold. */
+static mtl_status run_passes(const mtl_model *m, mtl_workspace *ws, int64_t n, const float *x, int64_t ldx,
+                             float *out, int64_t ldout, part_fn part, const char *fn)
+{
+    if (n > 0) MTLI_TRY(scaled_inputs_room(m, ws, fn));
+    for (int64_t r = 0; r < n;) {
+        for (int64_t left = n - r < ws->pass_rows ? n - r : ws->pass_rows; left > 0;) {
+            const int64_t c = next_part(ws, left);
+            MTLI_TRY(part(m, ws, c, x + r * ldx, ldx, out + r * ldout, ldout));
+            r += c;
+            left -= c;
+        }
+    }
+    return MTL_OK;
+}
+
 mtl_status mtl_model_predict(const mtl_model *m, mtl_workspace *ws, int64_t n, const float *x, int64_t ldx,
                              float *out, int64_t ldout)
 {
     static const char fn[] = "mtl_model_predict";
     MTLI_TRY(check_predict(m, ws, n, x, ldx, out, ldout, m ? m->output_width : 0, fn));
-    for (int64_t r = 0; r < n; r += ws->pass_rows) {
-        const int64_t c = n - r < ws->pass_rows ? n - r : ws->pass_rows;
-        MTLI_TRY(chunk_outputs(m, ws, c, x + r * ldx, ldx, out + r * ldout, ldout));
-    }
-    return MTL_OK;
+    return run_passes(m, ws, n, x, ldx, out, ldout, part_outputs, fn);
 }
 
 mtl_status mtl_model_predict_labels(const mtl_model *m, mtl_workspace *ws, int64_t n, const float *x, int64_t ldx,
@@ -229,26 +410,7 @@ mtl_status mtl_model_predict_labels(const mtl_model *m, mtl_workspace *ws, int64
 {
     static const char fn[] = "mtl_model_predict_labels";
     MTLI_TRY(check_predict(m, ws, n, x, ldx, out, ldout, m ? m->target_width : 0, fn));
-    const int64_t W = m->output_width;
-    for (int64_t r = 0; r < n; r += ws->pass_rows) {
-        const int64_t c = n - r < ws->pass_rows ? n - r : ws->pass_rows;
-        MTLI_TRY(chunk_outputs(m, ws, c, x + r * ldx, ldx, ws->outbuf, W));
-        float *o = out + r * ldout;
-        for (int64_t t = 0; t < m->n_tasks; t++) {
-            const mtli_task *task = &m->tasks[t];
-            if (task->type == MTL_TASK_REGRESSION) { /* unscaled values, moved to the target layout */
-                for (int64_t i = 0; i < c; i++)
-                    memcpy(o + i * ldout + task->target_col, ws->outbuf + i * W + task->output_col,
-                           (size_t)task->n_outputs * sizeof(float));
-                continue;
-            }
-            const float *logits;
-            int64_t ldl;
-            mtli_plan_logits(m, &ws->plan, t, &logits, &ldl);
-            mtli_task_labels(task, c, logits, ldl, o + task->target_col, ldout);
-        }
-    }
-    return MTL_OK;
+    return run_passes(m, ws, n, x, ldx, out, ldout, part_labels, fn);
 }
 
 mtl_status mtl_model_embed(const mtl_model *m, mtl_workspace *ws, int64_t n, const float *x, int64_t ldx, float *out,
@@ -256,13 +418,5 @@ mtl_status mtl_model_embed(const mtl_model *m, mtl_workspace *ws, int64_t n, con
 {
     static const char fn[] = "mtl_model_embed";
     MTLI_TRY(check_predict(m, ws, n, x, ldx, out, ldout, m ? m->embed_width : 0, fn));
-    const int64_t E = m->embed_width;
-    for (int64_t r = 0; r < n; r += ws->pass_rows) {
-        const int64_t c = n - r < ws->pass_rows ? n - r : ws->pass_rows;
-        const float *z;
-        int64_t ldz;
-        MTLI_TRY(chunk_trunk(m, ws, c, x + r * ldx, ldx, &z, &ldz));
-        for (int64_t i = 0; i < c; i++) memcpy(out + (r + i) * ldout, z + i * ldz, (size_t)E * sizeof(float));
-    }
-    return MTL_OK;
+    return run_passes(m, ws, n, x, ldx, out, ldout, part_embed, fn);
 }
