@@ -128,7 +128,8 @@ MTL_API const char *mtl_last_error_message(void);
 
 typedef enum mtl_option {
     /* context */
-    MTL_OPT_NUM_THREADS = MTL_OPTTYPE_I64 | 1,      /**< BLIS threads per call, 1..256, default 1 */
+    MTL_OPT_NUM_THREADS = MTL_OPTTYPE_I64 | 1,      /**< threads per call (BLIS GEMMs, and the trainer's optimiser
+                                                       and gradient passes on big models), 1..256, default 1 */
     MTL_OPT_SEED = MTL_OPTTYPE_I64 | 2,             /**< RNG seed, 0..INT64_MAX, default 42 */
     MTL_OPT_PARALLEL_MIN_FLOPS = MTL_OPTTYPE_I64 | 3, /**< GEMMs below this many flops run on 1 thread */
 
