@@ -151,10 +151,7 @@ static void act_forward_row(mtl_activation act, int64_t n, const float *u, float
         for (int64_t j = 0; j < n; j++) h[j] = tanhf(u[j]);
         break;
     case MTL_ACT_SIGMOID:
-        for (int64_t j = 0; j < n; j++) {
-            const float e = expf(-fabsf(u[j])); /* never overflows */
-            h[j] = (u[j] >= 0.0f ? 1.0f : e) / (1.0f + e);
-        }
+        for (int64_t j = 0; j < n; j++) h[j] = mtli_sigmoidf(u[j]);
         break;
     case MTL_ACT_GELU:
         for (int64_t j = 0; j < n; j++) {

@@ -10,8 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-/* Element loss and its derivative for regression and binary tasks. */
-static double element_loss(mtl_loss loss, double delta, double p, double y, double *grad)
+double mtli_element_loss(mtl_loss loss, double delta, double p, double y, double *grad)
 {
     const double r = p - y;
     switch (loss) {
@@ -87,7 +86,7 @@ double mtli_task_loss(const mtli_task *t, int64_t m, const float *logits, int64_
                 continue;
             }
             double grad;
-            const double l = element_loss(t->loss, t->huber_delta, p[j], y[i * ldy + j], &grad);
+            const double l = mtli_element_loss(t->loss, t->huber_delta, p[j], y[i * ldy + j], &grad);
             sum += w * l;
             g[j] = (float)(w * inv * grad);
         }
@@ -118,10 +117,7 @@ void mtli_task_outputs(const mtli_task *t, int64_t m, const float *logits, int64
         float *o = out + i * ldo;
         switch (t->type) {
         case MTL_TASK_BINARY:
-            for (int64_t j = 0; j < k; j++) {
-                const float e = expf(-fabsf(p[j]));
-                o[j] = (p[j] >= 0.0f ? 1.0f : e) / (1.0f + e);
-            }
+            for (int64_t j = 0; j < k; j++) o[j] = mtli_sigmoidf(p[j]);
             break;
         case MTL_TASK_MULTICLASS:
             softmax_row(p, k, o);

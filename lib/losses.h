@@ -26,6 +26,11 @@ double mtli_task_loss(const mtli_task *t, int64_t m, const float *logits, int64_
                       int64_t ldy, const uint8_t *mask, int64_t ldmask, const float *sw, float *dy,
                       int64_t lddy, double *wsum);
 
+/* One label's loss (MSE r^2, MAE |r|, Huber with `delta`, BCE on the
+ * logit p) with r = p - y, and its derivative in *grad: the losses above,
+ * and the metrics' loss in scaled units (metrics.c). */
+double mtli_element_loss(mtl_loss loss, double delta, double p, double y, double *grad);
+
 /* Predict's outputs of task t from its logits: regression values (still
  * scaled), binary probabilities, multiclass probabilities (softmax). */
 void mtli_task_outputs(const mtli_task *t, int64_t m, const float *logits, int64_t ldl, float *out, int64_t ldo);

@@ -20,6 +20,7 @@
  *   LOSS                 the task's training loss in scaled units (see
  *                        mtli_metric_compute)
  * Multi-output tasks average the metric over their outputs. */
+#include "losses.h" /* mtli_element_loss */
 #include "mtl_internal.h"
 
 #include <math.h>
@@ -152,19 +153,7 @@ static mtl_status mtli_multiclass(const mtli_eval_arrays *a, const mtli_task *ta
 
 /* ---- loss (scaled units, as in training) ------------------------------------- */
 
-/* The per-label loss of regression in scaled units (MSE / MAE / Huber). */
-static double mtli_regression_loss(const mtli_task *task, double e)
-{
-    const double ae = fabs(e), delta = task->huber_delta;
-    switch (task->loss) {
-    case MTL_LOSS_MAE: return ae;
-    case MTL_LOSS_HUBER: return ae <= delta ? 0.5 * e * e : delta * (ae - 0.5 * delta);
-    case MTL_LOSS_MSE:
-    default: return e * e;
-    }
-}
-
-static mtl_status mtli_task_loss(const mtl_model *m, const mtli_eval_arrays *a, const mtli_task *task,
+static mtl_status scaled_task_loss(const mtl_model *m, const mtli_eval_arrays *a, const mtli_task *task,
                                  double *out)
 {
     const mtli_scalers *sc = &m->scalers;
@@ -202,7 +191,8 @@ static mtl_status mtli_task_loss(const mtl_model *m, const mtli_eval_arrays *a, 
                     y = (y - sc->y_mean[tc]) / sc->y_scale[tc];
                     v = (v - sc->y_mean[tc]) / sc->y_scale[tc];
                 }
-                l = mtli_regression_loss(task, v - y);
+                double unused_grad;
+                l = mtli_element_loss(task->loss, task->huber_delta, v, y, &unused_grad);
             }
             lsum += w * l;
             wsum += w;
@@ -239,7 +229,7 @@ mtl_status mtli_metric_compute(const mtl_model *m, const mtli_eval_arrays *a, mt
         if (!mtli_metric_applies(task->type, metric)) {
             /* NaN: the metric does not apply to this task */
         } else if (metric == MTL_METRIC_LOSS) {
-            MTLI_TRY(mtli_task_loss(m, a, task, &v));
+            MTLI_TRY(scaled_task_loss(m, a, task, &v));
         } else if (task->type == MTL_TASK_MULTICLASS) {
             MTLI_TRY(mtli_multiclass(a, task, metric, &v));
         } else {

@@ -10,6 +10,7 @@
 #define MTL_BUILDING_LIBRARY 1
 #include "mtl.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -278,6 +279,14 @@ static inline bool mtli_label_is_observed(const uint8_t *mask, int64_t ldmask, c
                                           int64_t i, int64_t j)
 {
     return (!mask || mask[i * ldmask + j] != 0) && y[i * ldy + j] == y[i * ldy + j]; /* y == y: not NaN */
+}
+
+/* The logistic function without overflow (exp of a non-positive number
+ * only): the sigmoid activation and binary tasks' predicted probabilities. */
+static inline float mtli_sigmoidf(float u)
+{
+    const float e = expf(-fabsf(u));
+    return (u >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
 /* Is an observed multiclass label a class index, an integer in [0, K)?
