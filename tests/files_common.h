@@ -5,6 +5,7 @@
 #ifndef MTL_FILES_COMMON_H
 #define MTL_FILES_COMMON_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +129,32 @@ static inline unsigned char *read_all(const char *path, size_t *size)
     fclose(f);
     *size = (size_t)n;
     return buf;
+}
+
+/* CRC-32C, bitwise: written independently of lib/crc32c.c's tables, to
+ * forge checksums the way an attacker could and to check the library's. */
+static inline uint32_t crc32c(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    while (n--) {
+        c ^= *p++;
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+/* Entries of `dir` whose name starts with ".mtl-" (leftover temp files of
+ * an interrupted save); -1 if it cannot be read. */
+static inline int count_temp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, ".mtl-", 5) == 0) n++;
+    closedir(d);
+    return n;
 }
 
 #endif /* MTL_FILES_COMMON_H */

@@ -28,19 +28,6 @@ static const char *tmp_path(const char *name)
     return buf[k];
 }
 
-/* Entries of g_dir whose name starts with ".mtl-" (leftover temp files). */
-static int count_temp_files(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strncmp(e->d_name, ".mtl-", 5) == 0) n++;
-    closedir(d);
-    return n;
-}
-
 /* Everything observable about two models is equal, bitwise. */
 static int models_equal(const mtl_model *a, const mtl_model *b)
 {
@@ -439,17 +426,6 @@ TEST(load_errors)
 }
 
 /* ---- corruption ------------------------------------------------------------------- */
-
-/* CRC-32C (bitwise), to forge checksums the way an attacker could. */
-static uint32_t crc32c(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
 
 static void put32(unsigned char *p, uint32_t v)
 {

@@ -390,16 +390,6 @@ TEST(resume_fit_in_fresh_process)
     return 0;
 }
 
-static uint32_t crc32c(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
-
 /* Flip every byte of a checkpoint, with the checksum forged so the
  * trainer sections' own checks are what stands: each load fails cleanly
  * or gives a trainer that can step and save (under ASan: no crash, no

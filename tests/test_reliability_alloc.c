@@ -68,18 +68,6 @@ static const char *tmp_path(const char *name)
     return buf[k];
 }
 
-static int count_temp_files(void)
-{
-    DIR *d = opendir(g_dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strncmp(e->d_name, ".mtl-", 5) == 0) n++;
-    closedir(d);
-    return n;
-}
-
 /* A growable byte string: the "signature" of a state, compared bitwise. */
 typedef struct bytes {
     unsigned char *p;
@@ -585,7 +573,7 @@ static int old_file_intact(const fixture *f)
     int same = n == g_old_file.n && memcmp(now, g_old_file.p, n) == 0;
     free(now);
     ASSERT(same);
-    ASSERT_EQ_INT(count_temp_files(), 0);
+    ASSERT_EQ_INT(count_temp_files(g_dir), 0);
     return 0;
 }
 

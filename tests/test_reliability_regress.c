@@ -5,16 +5,6 @@
 #include "harness.h"
 #include "files_common.h"
 
-static uint32_t crc32c(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    while (n--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
-
 static uint64_t get64(const unsigned char *p)
 {
     uint64_t v = 0;
