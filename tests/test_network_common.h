@@ -35,6 +35,23 @@ static inline mtl_context *tn_context(int64_t seed, int64_t threads)
     return ctx;
 }
 
+/* The mixed model's layers on a freshly created 6-input model: trunk
+ * 16 ReLU (dropout 0.1) -> 8 tanh + norm; "barrier" (regression, 2
+ * outputs, a GELU layer of 5), "fast" (binary, no hidden layer), "class"
+ * (3 classes, ReLU 4 + norm -> sigmoid 3). */
+static inline void tn_define_mixed(mtl_model *m)
+{
+    int64_t t;
+    mtl_model_add_trunk_layer(m, 16, MTL_ACT_RELU, 0.1f, 0);
+    mtl_model_add_trunk_layer(m, 8, MTL_ACT_TANH, 0.0f, MTL_LAYER_NORM);
+    mtl_model_add_task(m, "barrier", MTL_TASK_REGRESSION, 2, &t);
+    mtl_model_add_head_layer(m, t, 5, MTL_ACT_GELU, 0.0f, 0);
+    mtl_model_add_task(m, "fast", MTL_TASK_BINARY, 1, &t);
+    mtl_model_add_task(m, "class", MTL_TASK_MULTICLASS, 3, &t);
+    mtl_model_add_head_layer(m, t, 4, MTL_ACT_RELU, 0.0f, MTL_LAYER_NORM);
+    mtl_model_add_head_layer(m, t, 3, MTL_ACT_SIGMOID, 0.0f, 0);
+}
+
 /* Offset, rows, cols of the block named `name` (-1 if absent). */
 static inline int64_t tn_block(const mtl_model *m, const char *name, int64_t *rows, int64_t *cols)
 {

@@ -41,20 +41,12 @@ static mtl_model *mixed_model(int64_t seed, int init)
 {
     mtl_context *ctx = tn_context(seed, 1);
     mtl_model *m = NULL;
-    int64_t t;
     if (!ctx || mtl_model_create(&m, ctx, 6) != MTL_OK) {
         mtl_context_destroy(ctx);
         return NULL;
     }
     mtl_context_destroy(ctx); /* the model keeps a copy of the settings */
-    mtl_model_add_trunk_layer(m, 16, MTL_ACT_RELU, 0.1f, 0);
-    mtl_model_add_trunk_layer(m, 8, MTL_ACT_TANH, 0.0f, MTL_LAYER_NORM);
-    mtl_model_add_task(m, "barrier", MTL_TASK_REGRESSION, 2, &t);
-    mtl_model_add_head_layer(m, t, 5, MTL_ACT_GELU, 0.0f, 0);
-    mtl_model_add_task(m, "fast", MTL_TASK_BINARY, 1, &t);
-    mtl_model_add_task(m, "class", MTL_TASK_MULTICLASS, 3, &t);
-    mtl_model_add_head_layer(m, t, 4, MTL_ACT_RELU, 0.0f, MTL_LAYER_NORM);
-    mtl_model_add_head_layer(m, t, 3, MTL_ACT_SIGMOID, 0.0f, 0);
+    tn_define_mixed(m);
     if (init >= 0 && mtl_model_set_init(m, (mtl_init)init) != MTL_OK) {
         mtl_model_destroy(m);
         return NULL;

@@ -6,16 +6,8 @@
 static mtl_model *three_task_model(mtl_context *ctx)
 {
     mtl_model *m = NULL;
-    int64_t t;
     if (mtl_model_create(&m, ctx, 6) != MTL_OK) return NULL;
-    mtl_model_add_trunk_layer(m, 16, MTL_ACT_RELU, 0.1f, 0);
-    mtl_model_add_trunk_layer(m, 8, MTL_ACT_TANH, 0.0f, MTL_LAYER_NORM);
-    mtl_model_add_task(m, "barrier", MTL_TASK_REGRESSION, 2, &t);
-    mtl_model_add_head_layer(m, t, 5, MTL_ACT_GELU, 0.0f, 0);
-    mtl_model_add_task(m, "fast", MTL_TASK_BINARY, 1, &t);
-    mtl_model_add_task(m, "class", MTL_TASK_MULTICLASS, 3, &t);
-    mtl_model_add_head_layer(m, t, 4, MTL_ACT_RELU, 0.0f, MTL_LAYER_NORM);
-    mtl_model_add_head_layer(m, t, 3, MTL_ACT_SIGMOID, 0.0f, 0);
+    tn_define_mixed(m);
     return m;
 }
 
