@@ -395,12 +395,6 @@ static void norm_backward_row(int64_t n, const float *xh, const float *restrict 
     for (int64_t j = 0; j < n; j++) dz[j] = rstd * (d[j] - m1 - xh[j] * m2);
 }
 
-void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float *grads, int64_t m,
-                                const mtli_slot *s, bool train, float *d, int64_t ldd)
-{
-    mtli_dense_finish_backward_to(L, params, grads, m, s, train, d, ldd, d, ldd);
-}
-
 void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                    const mtli_slot *s, bool train, float *d, int64_t ldd, float *dz,
                                    int64_t lddz)

@@ -56,16 +56,13 @@ uint64_t mtli_dropout_key(uint64_t seed, int64_t step, int64_t layer_id);
 void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, const mtli_slot *s, bool train,
                        uint64_t dropout_key);
 
-/* d (m x fan_out, row stride ldd): dL/d(out) in, dL/d(pre) out.  Writes the
- * bias gradient (and norm gain/shift gradients) of L into grads (assigned,
- * not accumulated).  `train` must match the forward pass. */
-void mtli_dense_finish_backward(const mtli_layer *L, const float *params, float *grads, int64_t m,
-                                const mtli_slot *s, bool train, float *d, int64_t ldd);
-/* The same, with dL/d(pre) written to dz (row stride lddz) instead: d is
- * then scratch.  dz may be d, or one of the slot's own buffers (the
- * training engine puts each layer's gradient over its pre buffer, dead by
- * then): each element of the slot is read before dz's is written.  d must
- * not overlap the slot's buffers. */
+/* d (m x fan_out, row stride ldd): dL/d(out) in; dL/d(pre) is written to
+ * dz (row stride lddz), and d is then scratch.  Writes the bias gradient
+ * (and norm gain/shift gradients) of L into grads (assigned, not
+ * accumulated).  `train` must match the forward pass.  dz may be d, or one
+ * of the slot's own buffers (the training engine puts each layer's
+ * gradient over its pre buffer, dead by then): each element of the slot is
+ * read before dz's is written.  d must not overlap the slot's buffers. */
 void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                    const mtli_slot *s, bool train, float *d, int64_t ldd, float *dz,
                                    int64_t lddz);

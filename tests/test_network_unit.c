@@ -71,7 +71,7 @@ TEST(dropout_masks)
     float grads[DN];
     for (int i = 0; i < DM * DN; i++) d[i] = 1.0f;
     mtli_slot s = { pre, pre, out, NULL, mask, DN };
-    mtli_dense_finish_backward(&L, NULL, grads, DM, &s, true, d, DN);
+    mtli_dense_finish_backward_to(&L, NULL, grads, DM, &s, true, d, DN, d, DN);
     double colsum = 0.0;
     for (int i = 0; i < DM; i++) colsum += mask[i * DN] ? scale : 0.0;
     for (int i = 0; i < DM * DN; i++) ASSERT(d[i] == out[i]);
