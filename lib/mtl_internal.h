@@ -131,6 +131,8 @@ enum {
 typedef struct mtli_blas {
     int64_t num_threads;
     int64_t parallel_min_flops;
+    bool warm_operands; /* read big operands once before BLIS packs them (the
+                         * training forward pass: see mtli_gemm); false after init */
 } mtli_blas;
 
 void mtli_blas_init(mtli_blas *b, const mtli_settings *s);
@@ -362,6 +364,11 @@ void mtli_optim_update_isa(const mtli_optim_config *cfg, mtli_optim_state *st, f
  * MTLI_PASS_MIN_PER_THREAD, measured in docs/threading.md). */
 #define MTLI_PASS_MIN_PER_THREAD ((int64_t)1 << 17)
 int64_t mtli_pass_threads(int64_t n, int64_t num_threads);
+/* Run body(ctx, lo, hi) over [0, n) on n_threads threads (parallel.c),
+ * each taking one contiguous slice starting at a multiple of 16 elements
+ * (fewer threads if OpenMP gives fewer; serially when n_threads <= 1). */
+typedef void (*mtli_slice_fn)(void *ctx, int64_t lo, int64_t hi);
+void mtli_run_slices(mtli_slice_fn body, void *ctx, int64_t n, int64_t n_threads);
 void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                            const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
                            int isa, int64_t n_threads);

@@ -37,10 +37,6 @@
 
 #include <math.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 mtl_status mtli_optim_state_create(mtli_optim_state *st, const mtli_settings *s, int64_t n_params)
 {
     if (n_params <= 0)
@@ -69,52 +65,6 @@ void mtli_optim_state_destroy(mtli_optim_state *st, const mtli_settings *s)
     mtli_free(s, st->v);
     st->m = st->v = NULL;
     st->t = 0;
-}
-
-/* ---- threads -------------------------------------------------------------- */
-
-int64_t mtli_pass_threads(int64_t n, int64_t num_threads)
-{
-#ifdef _OPENMP
-    const int64_t most = n / MTLI_PASS_MIN_PER_THREAD; /* every slice at least that long */
-    int64_t nt = num_threads > 1 ? num_threads : 1;
-    if (nt > most) nt = most > 1 ? most : 1;
-    return nt;
-#else
-    (void)n, (void)num_threads;
-    return 1;
-#endif
-}
-
-#ifdef _OPENMP
-/* Start of slice k of nt over n elements: an even split, rounded down to
- * a multiple of 16 floats, so with the trainer's ranges (adjacent, from
- * the aligned start of the buffer) two threads never write one line. */
-static int64_t slice_start(int64_t n, int64_t k, int64_t nt)
-{
-    return k >= nt ? n : (n / nt * k) & ~(int64_t)15;
-}
-#endif
-
-/* Run body(ctx, lo, hi) over [0, n) on n_threads threads, each taking one
- * slice (fewer if OpenMP gives fewer; serially when n_threads <= 1). */
-typedef void (*slice_fn)(void *ctx, int64_t lo, int64_t hi);
-
-static void run_slices(slice_fn body, void *ctx, int64_t n, int64_t n_threads)
-{
-#ifdef _OPENMP
-    if (n_threads > 1) {
-#pragma omp parallel num_threads((int)n_threads)
-        {
-            const int64_t k = omp_get_thread_num(), nt = omp_get_num_threads();
-            const int64_t lo = slice_start(n, k, nt), hi = slice_start(n, k + 1, nt);
-            if (lo < hi) body(ctx, lo, hi);
-        }
-        return;
-    }
-#endif
-    (void)n_threads;
-    body(ctx, 0, n);
 }
 
 /* ---- the update ----------------------------------------------------------- */
@@ -216,7 +166,7 @@ void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, f
     int64_t total = 0;
     for (int64_t r = 0; r < n_ranges; r++)
         if (ranges[r].end > ranges[r].begin) total += ranges[r].end - ranges[r].begin;
-    run_slices(update_slice, &j, total, n_threads);
+    mtli_run_slices(update_slice, &j, total, n_threads);
 }
 
 /* ---- the finite check ----------------------------------------------------- */
@@ -241,6 +191,6 @@ static void finite_slice(void *ctx, int64_t lo, int64_t hi)
 bool mtli_all_finite(const float *x, int64_t n, int isa, int64_t n_threads)
 {
     finite_job j = { .x = x, .isa = isa, .bad = 0 };
-    run_slices(finite_slice, &j, n, n_threads);
+    mtli_run_slices(finite_slice, &j, n, n_threads);
     return j.bad == 0;
 }

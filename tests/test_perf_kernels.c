@@ -1,14 +1,30 @@
 /* test_perf_kernels.c -- the code written for speed (docs/performance.md):
  * the small-GEMM kernel against a double-precision product computed here,
- * and the Adam moment flush against the update written out by hand.
+ * the Adam moment flush against the update written out by hand, and the
+ * warming of GEMM operands against the same product without it.
  * Unit test: it links the library's objects and calls internals. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* feenableexcept */
+#endif
 #include "harness.h"
 #include "mtl_internal.h"
 #include "small_gemm.h"
 
+#include <fenv.h>
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define UNDER_VALGRIND (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef UNDER_VALGRIND
+#define UNDER_VALGRIND false
+#endif
 
 static uint64_t g_state = 0x2545f4914f6cdd1dull;
 
@@ -234,6 +250,58 @@ TEST(adam_flushes_tiny_moments)
     return 0;
 }
 
+/* Warming (blis_glue.c) only reads a training forward pass's big GEMM
+ * operands before BLIS packs them: C must be bitwise what it is without,
+ * on one thread and two, and the operands must be untouched.  The rows'
+ * padding, inside the extent the warm pass reads but never read by BLIS,
+ * holds a signalling NaN, and with the invalid-operation trap on (glibc,
+ * not under valgrind) the test would die of SIGFPE if warming loaded
+ * those words as floats. */
+TEST(gemm_warm_operands_change_nothing)
+{
+    /* A 520 x 640 (1.3 MB with padding), B 640 x 480 (1.2 MB): both above
+     * the 1 MB warming threshold; m x n x k large enough for BLIS. */
+    const int64_t m = 520, k = 640, n = 480, pad = 16;
+    const uint32_t snan_bits = 0x7fa00000u;
+    float snan;
+    memcpy(&snan, &snan_bits, sizeof snan);
+    for (int tb = 0; tb <= 1; tb++) {
+        const int64_t lda = k + pad, b_rows = tb ? n : k, b_cols = tb ? k : n, ldb = b_cols + pad;
+        float *a = malloc((size_t)(m * lda) * sizeof(float)), *b = malloc((size_t)(b_rows * ldb) * sizeof(float));
+        float *a0 = malloc((size_t)(m * lda) * sizeof(float)), *b0 = malloc((size_t)(b_rows * ldb) * sizeof(float));
+        float *c_cold = malloc((size_t)(m * n) * sizeof(float)), *c_warm = malloc((size_t)(m * n) * sizeof(float));
+        ASSERT(a && b && a0 && b0 && c_cold && c_warm);
+        for (int64_t i = 0; i < m * lda; i++) a[i] = i % lda < k ? rnd() : snan;
+        for (int64_t i = 0; i < b_rows * ldb; i++) b[i] = i % ldb < b_cols ? rnd() : snan;
+        memcpy(a0, a, (size_t)(m * lda) * sizeof(float));
+        memcpy(b0, b, (size_t)(b_rows * ldb) * sizeof(float));
+        for (int64_t threads = 1; threads <= 2; threads++) {
+            mtli_settings s;
+            mtli_settings_defaults(&s);
+            s.num_threads = threads;
+            mtli_blas cold;
+            mtli_blas_init(&cold, &s);
+            ASSERT(!cold.warm_operands);
+            mtli_blas warm = cold;
+            warm.warm_operands = true;
+            ASSERT_EQ_INT(mtli_gemm(&cold, false, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c_cold, n), MTL_OK);
+#if defined(__GLIBC__) && defined(FE_INVALID)
+            const bool trap = !UNDER_VALGRIND && feenableexcept(FE_INVALID) != -1;
+#endif
+            ASSERT_EQ_INT(mtli_gemm(&warm, false, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c_warm, n), MTL_OK);
+#if defined(__GLIBC__) && defined(FE_INVALID)
+            if (trap) fedisableexcept(FE_INVALID);
+#endif
+            ASSERT(memcmp(c_cold, c_warm, (size_t)(m * n) * sizeof(float)) == 0);
+            ASSERT(memcmp(a, a0, (size_t)(m * lda) * sizeof(float)) == 0);
+            ASSERT(memcmp(b, b0, (size_t)(b_rows * ldb) * sizeof(float)) == 0);
+        }
+        free(a), free(b), free(a0), free(b0), free(c_cold), free(c_warm);
+    }
+    return 0;
+}
+
 TEST_MAIN(TEST_ENTRY(small_gemm_matches_double_reference), TEST_ENTRY(small_gemm_declines),
           TEST_ENTRY(small_gemm_rows_independent), TEST_ENTRY(small_gemm_bias_act_equals_two_passes),
-          TEST_ENTRY(small_dots_match_double_reference), TEST_ENTRY(adam_flushes_tiny_moments))
+          TEST_ENTRY(small_dots_match_double_reference), TEST_ENTRY(adam_flushes_tiny_moments),
+          TEST_ENTRY(gemm_warm_operands_change_nothing))
