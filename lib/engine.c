@@ -66,7 +66,7 @@ mtl_status mtli_forward_heads(const mtl_model *m, const mtli_blas *b, const mtli
         const mtli_layer *L0 = &m->tasks[t].layers[0];
         const uint64_t key = key_for(L0, dropout_on, seed, step, mtli_layer_id(t, 0));
         if (!finished)
-            mtli_dense_finish(L0, m->params, n, &p->fused[t], dropout_on, key);
+            mtli_dense_finish(L0, m->params, n, &p->fused[t], dropout_on, key, b->num_threads);
         else if (dropout_on && L0->dropout > 0.0f)
             mtli_dense_dropout(L0, n, &p->fused[t], key);
     }
@@ -345,7 +345,7 @@ mtl_status mtli_engine_backward_heads(mtli_engine *e, const mtl_model *m, const 
             /* dL/d(pre) over the layer's pre buffer; the output layer's is dY itself */
             float *dz = j == task->n_hidden ? d : s->pre;
             const int64_t lddz = j == task->n_hidden ? ldd : s->ld;
-            mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, ldd, dz, lddz);
+            mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, ldd, dz, lddz, b->num_threads);
             const mtli_layer *Lin = &task->layers[j - 1];
             const mtli_slot *sin = j == 1 ? &p->fused[t] : &p->head[p->head_first[t] + j - 2];
             MTLI_TRY(mtli_dense_weight_grad(b, L, grads, n, mtli_slot_output(Lin, sin, e->dropout_on), sin->ld, dz,
@@ -355,7 +355,7 @@ mtl_status mtli_engine_backward_heads(mtli_engine *e, const mtl_model *m, const 
             ldd = Lin->fan_out;
         }
         mtli_dense_finish_backward_to(&task->layers[0], m->params, grads, n, &p->fused[t], e->dropout_on, d, ldd,
-                                      dblock, Fw);
+                                      dblock, Fw, b->num_threads);
     }
     return MTL_OK;
 }
@@ -390,7 +390,8 @@ mtl_status mtli_engine_backward_trunk(mtli_engine *e, const mtl_model *m, const 
         const mtli_slot *s = &e->plan.trunk[i];
         /* dL/d(pre) over the layer's pre buffer (z may be the top layer's: see dz_top) */
         float *dz = i == top && e->dz_top ? e->dz_top : s->pre;
-        mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, L->fan_out, dz, L->fan_out);
+        mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, L->fan_out, dz, L->fan_out,
+                                      b->num_threads);
         const float *x = e->x;
         int64_t ldx = e->ldx;
         if (i > 0) {

@@ -291,13 +291,27 @@ static void row_stats(const float *a, int64_t n, float *mean, float *rstd)
     *rstd = (float)(1.0 / sqrt(v / (double)n + (double)MTLI_LN_EPS));
 }
 
-void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, const mtli_slot *s, bool train,
-                       uint64_t dropout_key)
+/* The forward epilogue of rows [lo, hi): every row on its own (dropout
+ * draws are keyed by row), so any split of the rows gives the same bits. */
+typedef struct finish_job {
+    const mtli_layer *L;
+    const float *params;
+    const mtli_slot *s;
+    bool train;
+    uint64_t dropout_key;
+} finish_job;
+
+static void finish_rows(void *ctx, int64_t lo, int64_t hi)
 {
+    const finish_job *job = ctx;
+    const mtli_layer *L = job->L;
+    const float *params = job->params;
+    const mtli_slot *s = job->s;
     const int64_t n = L->fan_out, ld = s->ld;
     const float *restrict bias = params + L->b_off;
-    const bool drop = train && L->dropout > 0.0f;
-    for (int64_t i = 0; i < m; i++) {
+    const bool drop = job->train && L->dropout > 0.0f;
+    const uint64_t dropout_key = job->dropout_key;
+    for (int64_t i = lo; i < hi; i++) {
         float *pre = s->pre + i * ld;
         float *post = s->post + i * ld;
         if (L->act == MTL_ACT_RELU && !L->layer_norm && post == pre) {
@@ -331,6 +345,13 @@ void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, cons
     }
 }
 
+void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, const mtli_slot *s, bool train,
+                       uint64_t dropout_key, int64_t n_threads)
+{
+    finish_job job = { .L = L, .params = params, .s = s, .train = train, .dropout_key = dropout_key };
+    mtli_run_slices(finish_rows, &job, m, mtli_elementwise_threads(m * L->fan_out, n_threads));
+}
+
 mtl_status mtli_dense_forward(const mtli_blas *b, const mtli_layer *L, const float *params, int64_t m, const float *x,
                               int64_t ldx, const mtli_slot *s, bool train, uint64_t dropout_key)
 {
@@ -342,7 +363,7 @@ mtl_status mtli_dense_forward(const mtli_blas *b, const mtli_layer *L, const flo
         return MTL_OK;
     }
     MTLI_TRY(mtli_dense_matmul(b, L, params, m, x, ldx, s->pre, s->ld));
-    mtli_dense_finish(L, params, m, s, train, dropout_key);
+    mtli_dense_finish(L, params, m, s, train, dropout_key, b->num_threads);
     return MTL_OK;
 }
 
@@ -395,20 +416,63 @@ static void norm_backward_row(int64_t n, const float *xh, const float *restrict 
     for (int64_t j = 0; j < n; j++) dz[j] = rstd * (d[j] - m1 - xh[j] * m2);
 }
 
+/* The backward epilogue without layer norm over columns [c0, c1) of every
+ * row: each column's bias gradient still sums the rows in order, so any
+ * split of the columns gives the same bits.  (With norm a row's
+ * statistics need all its columns: that path runs on one thread.) */
+typedef struct finish_back_job {
+    const mtli_layer *L;
+    float *grads;
+    int64_t m;
+    const mtli_slot *s;
+    bool drop;
+    float scale;
+    float *d, *dz;
+    int64_t ldd, lddz;
+} finish_back_job;
+
+static void finish_back_cols(void *ctx, int64_t c0, int64_t c1)
+{
+    const finish_back_job *job = ctx;
+    const mtli_layer *L = job->L;
+    const int64_t n = c1 - c0, ld = job->s->ld;
+    float *db = job->grads + L->b_off + c0;
+    memset(db, 0, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < job->m; i++) {
+        float *di = job->d + i * job->ldd + c0, *dzi = job->dz + i * job->lddz + c0;
+        const float *pre = job->s->pre + i * ld + c0, *post = job->s->post + i * ld + c0;
+        if (job->drop) {
+            const uint8_t *mk = job->s->mask + i * ld + c0;
+            for (int64_t j = 0; j < n; j++) di[j] *= (float)mk[j] * job->scale;
+        }
+        if (L->act == MTL_ACT_GELU) {
+            act_backward_row(L->act, n, pre, post, di);
+            bias_grad_row(n, di, db, dzi);
+        } else {
+            act_backward_bias_row(L->act, n, post, di, db, dzi);
+        }
+    }
+}
+
 void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                    const mtli_slot *s, bool train, float *d, int64_t ldd, float *dz,
-                                   int64_t lddz)
+                                   int64_t lddz, int64_t n_threads)
 {
     const int64_t n = L->fan_out, ld = s->ld;
-    float *db = grads + L->b_off;
-    memset(db, 0, (size_t)n * sizeof(float));
     const bool drop = train && L->dropout > 0.0f;
     uint32_t thr;
     const float scale = drop ? dropout_threshold(L->dropout, &thr) : 1.0f;
-    if (L->layer_norm) {
-        memset(grads + L->gain_off, 0, (size_t)n * sizeof(float));
-        memset(grads + L->shift_off, 0, (size_t)n * sizeof(float));
+    if (!L->layer_norm) {
+        finish_back_job job = { .L = L, .grads = grads, .m = m, .s = s, .drop = drop, .scale = scale,
+                                .d = d, .dz = dz, .ldd = ldd, .lddz = lddz };
+        mtli_run_slices(finish_back_cols, &job, n, mtli_elementwise_threads(m * n, n_threads));
+        return;
     }
+    float *db = grads + L->b_off;
+    memset(db, 0, (size_t)n * sizeof(float));
+    memset(grads + L->gain_off, 0, (size_t)n * sizeof(float));
+    memset(grads + L->shift_off, 0, (size_t)n * sizeof(float));
+    const float *g = params + L->gain_off, *sh = params + L->shift_off;
     for (int64_t i = 0; i < m; i++) {
         float *di = d + i * ldd, *dzi = dz + i * lddz;
         const float *pre = s->pre + i * ld, *post = s->post + i * ld;
@@ -416,16 +480,6 @@ void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, flo
             const uint8_t *mk = s->mask + i * ld;
             for (int64_t j = 0; j < n; j++) di[j] *= (float)mk[j] * scale;
         }
-        if (!L->layer_norm) {
-            if (L->act == MTL_ACT_GELU) {
-                act_backward_row(L->act, n, pre, post, di);
-                bias_grad_row(n, di, db, dzi);
-            } else {
-                act_backward_bias_row(L->act, n, post, di, db, dzi);
-            }
-            continue;
-        }
-        const float *g = params + L->gain_off, *sh = params + L->shift_off;
         if (L->act == MTL_ACT_GELU)
             gelu_backward_norm_row(n, pre, g, sh, di);
         else

@@ -52,9 +52,10 @@ uint64_t mtli_dropout_key(uint64_t seed, int64_t step, int64_t layer_id);
 
 /* After mtli_dense_matmul wrote s->pre: bias, norm, activation and, when
  * `train` and L->dropout > 0, dropout (s->out, s->mask).  Without dropout
- * s->out must equal s->post. */
+ * s->out must equal s->post.  Big passes run on up to n_threads threads
+ * (mtli_elementwise_threads), split by rows: the same bits on any count. */
 void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, const mtli_slot *s, bool train,
-                       uint64_t dropout_key);
+                       uint64_t dropout_key, int64_t n_threads);
 
 /* d (m x fan_out, row stride ldd): dL/d(out) in; dL/d(pre) is written to
  * dz (row stride lddz), and d is then scratch.  Writes the bias gradient
@@ -62,10 +63,13 @@ void mtli_dense_finish(const mtli_layer *L, const float *params, int64_t m, cons
  * accumulated).  `train` must match the forward pass.  dz may be d, or one
  * of the slot's own buffers (the training engine puts each layer's
  * gradient over its pre buffer, dead by then): each element of the slot is
- * read before dz's is written.  d must not overlap the slot's buffers. */
+ * read before dz's is written.  d must not overlap the slot's buffers.
+ * Big passes run on up to n_threads threads, split by columns (each bias
+ * gradient sums its rows in order: the same bits on any count); layers
+ * with norm run on one. */
 void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                    const mtli_slot *s, bool train, float *d, int64_t ldd, float *dz,
-                                   int64_t lddz);
+                                   int64_t lddz, int64_t n_threads);
 
 /* mtli_dense_matmul into s->pre, then mtli_dense_finish; for small ReLU or
  * identity layers without norm, the bias and activation are applied as the

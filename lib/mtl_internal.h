@@ -364,6 +364,11 @@ void mtli_optim_update_isa(const mtli_optim_config *cfg, mtli_optim_state *st, f
  * MTLI_PASS_MIN_PER_THREAD, measured in docs/threading.md). */
 #define MTLI_PASS_MIN_PER_THREAD ((int64_t)1 << 17)
 int64_t mtli_pass_threads(int64_t n, int64_t num_threads);
+/* The same for a layer's bias / activation pass over n elements, which
+ * runs between two GEMMs that have just used the threads (OpenMP's idle
+ * threads still spin: a cheaper start than the optimiser's). */
+#define MTLI_ELEMENTWISE_MIN_PER_THREAD ((int64_t)1 << 15)
+int64_t mtli_elementwise_threads(int64_t n, int64_t num_threads);
 /* Run body(ctx, lo, hi) over [0, n) on n_threads threads (parallel.c),
  * each taking one contiguous slice starting at a multiple of 16 elements
  * (fewer threads if OpenMP gives fewer; serially when n_threads <= 1). */

@@ -1,8 +1,10 @@
 /* parallel.c -- libmtl's own passes over big arrays on the handle's threads.
  *
- * The optimiser update, the gradient finite check and the warming of GEMM
- * operands (blis_glue.c) are elementwise or read-only, so any split gives
- * bitwise the same result: each thread takes one contiguous slice.  With
+ * The optimiser update, the gradient finite check, the layers' bias /
+ * activation passes (layers.c) and the warming of GEMM operands
+ * (blis_glue.c) are elementwise, read-only, or sum in an order no split
+ * changes, so any split gives bitwise the same result: each thread takes
+ * one contiguous slice.  With
  * OpenMP (meson option `openmp`) they run on an OpenMP team, the one BLIS
  * uses too when it is built with OpenMP, so no second pool of threads
  * spins beside BLIS's; without it, on the calling thread
@@ -17,6 +19,19 @@ int64_t mtli_pass_threads(int64_t n, int64_t num_threads)
 {
 #ifdef _OPENMP
     const int64_t most = n / MTLI_PASS_MIN_PER_THREAD; /* every slice at least that long */
+    int64_t nt = num_threads > 1 ? num_threads : 1;
+    if (nt > most) nt = most > 1 ? most : 1;
+    return nt;
+#else
+    (void)n, (void)num_threads;
+    return 1;
+#endif
+}
+
+int64_t mtli_elementwise_threads(int64_t n, int64_t num_threads)
+{
+#ifdef _OPENMP
+    const int64_t most = n / MTLI_ELEMENTWISE_MIN_PER_THREAD;
     int64_t nt = num_threads > 1 ? num_threads : 1;
     if (nt > most) nt = most > 1 ? most : 1;
     return nt;

@@ -25,7 +25,7 @@ static int run_dropout(float p, uint64_t key, int64_t ld, float *out, uint8_t *m
     ASSERT(pre);
     for (int64_t i = 0; i < DM * ld; i++) pre[i] = 1.0f;
     mtli_slot s = { pre, pre, out, NULL, mask, ld };
-    mtli_dense_finish(&L, params, DM, &s, true, key);
+    mtli_dense_finish(&L, params, DM, &s, true, key, 1);
     free(pre);
     return 0;
 }
@@ -71,7 +71,7 @@ TEST(dropout_masks)
     float grads[DN];
     for (int i = 0; i < DM * DN; i++) d[i] = 1.0f;
     mtli_slot s = { pre, pre, out, NULL, mask, DN };
-    mtli_dense_finish_backward_to(&L, NULL, grads, DM, &s, true, d, DN, d, DN);
+    mtli_dense_finish_backward_to(&L, NULL, grads, DM, &s, true, d, DN, d, DN, 1);
     double colsum = 0.0;
     for (int i = 0; i < DM; i++) colsum += mask[i * DN] ? scale : 0.0;
     for (int i = 0; i < DM * DN; i++) ASSERT(d[i] == out[i]);
