@@ -30,13 +30,20 @@ void mtli_blas_init(mtli_blas *b, const mtli_settings *s)
 }
 
 /* Thread only GEMMs big enough to profit (decided by size, never by data,
- * so results stay bitwise equal: BLIS never splits k across threads). */
+ * so results stay bitwise equal: BLIS's conventional path never splits k
+ * across threads).  BLIS's small/unpacked ("sup") path is turned off: in
+ * BLIS 0.9 the kernel sets that have sup kernels (haswell, zen, zen2,
+ * zen3: what Zen 2-4 and AVX2 Intel CPUs run) give skinny products whose
+ * last bits depend on the thread count (unit_optim_paths on
+ * BLIS_ARCH_TYPE=3 and 6 failed with it on).  The skx and generic sets
+ * have no sup kernels, so on them nothing changes. */
 static void mtli_rntm_for(const mtli_blas *b, double flops, rntm_t *r)
 {
     rntm_t init = BLIS_RNTM_INITIALIZER;
     *r = init;
     dim_t nt = (b->num_threads > 1 && flops >= (double)b->parallel_min_flops) ? (dim_t)b->num_threads : 1;
     bli_rntm_set_num_threads(nt, r);
+    bli_rntm_disable_l3_sup(r);
 }
 
 /* Operands worth warming: bigger than a core's L2 (1 MB on Zen 4/5,

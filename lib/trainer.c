@@ -38,7 +38,7 @@ mtl_status mtli_check_batch(const mtl_model *m, int64_t n, const float *x, int64
     const int isa = mtli_optim_best_isa();
     bool inputs_finite = true;
     if (ldx == m->n_inputs)
-        inputs_finite = mtli_all_finite(x, n * ldx, isa, 1);
+        inputs_finite = mtli_all_finite(x, n * ldx, isa, mtli_pass_threads(n * ldx, m->settings.num_threads));
     else
         for (int64_t i = 0; i < n && inputs_finite; i++) inputs_finite = mtli_all_finite(x + i * ldx, m->n_inputs, isa, 1);
     for (int64_t i = 0; i < n && !inputs_finite; i++)

@@ -295,6 +295,21 @@ TEST(pass_threads_by_size)
     return 0;
 }
 
+/* Run by meson with BLIS_ARCH_TYPE = 3 (haswell) or 6 (zen3) too: those
+ * kernel sets need AVX2 and FMA, and BLIS would die of SIGILL without them,
+ * so the whole program is skipped (77) first. */
+TEST(blis_kernel_set_runs_here)
+{
+    const char *arch = getenv("BLIS_ARCH_TYPE");
+    if (!arch || (strcmp(arch, "3") != 0 && strcmp(arch, "6") != 0)) return 0;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 0;
+#endif
+    printf("skip: BLIS_ARCH_TYPE=%s needs AVX2 and FMA\n", arch);
+    exit(77);
+}
+
 /* ---- through the trainer ----------------------------------------------------------- */
 
 enum { TIN = 3, TRUNK = 512, HIDDEN = 512 };
@@ -432,9 +447,9 @@ TEST(trainer_non_finite_gradient_threaded)
 /* The layers' bias / activation passes split across threads (rows
  * forward, columns backward) once a layer has 2 x
  * MTLI_ELEMENTWISE_MIN_PER_THREAD elements.  Every activation, dropout and
- * a normalised layer (which stays on one thread), 256 rows x 256 units:
+ * a normalised layer (which stays on one thread), 1,024 rows x 64 units:
  * three steps on 1 and 2 threads give the same losses and parameters. */
-enum { EW_IN = 8, EW_UNITS = 256, EW_ROWS = 256 };
+enum { EW_IN = 8, EW_UNITS = 64, EW_ROWS = 1024 };
 
 static mtl_model *elementwise_model(int64_t threads)
 {
@@ -514,7 +529,54 @@ TEST(trainer_elementwise_split_bitwise_equal)
     return 0;
 }
 
-TEST_MAIN(TEST_ENTRY(adam_paths_and_threads_bitwise_equal), TEST_ENTRY(sgd_threads_bitwise_equal),
+/* Batch validation scans big inputs on the trainer's threads: a NaN in
+ * either thread's slice is found and named by row and column, and the
+ * parameters are unchanged. */
+TEST(trainer_threaded_input_scan_names_the_cell)
+{
+    enum { WIDE = 4096, ROWS = 64 }; /* 262,144 inputs: split on 2 threads */
+#ifdef _OPENMP
+    ASSERT_EQ_INT(mtli_pass_threads(WIDE * ROWS, 2), 2);
+#endif
+    mtl_context *ctx = NULL;
+    mtl_model *m = NULL;
+    int64_t t;
+    ASSERT_OK(mtl_context_create(&ctx, NULL));
+    ASSERT_OK(mtl_context_set_i64(ctx, MTL_OPT_NUM_THREADS, 2));
+    ASSERT_OK(mtl_model_create(&m, ctx, WIDE));
+    mtl_context_destroy(ctx);
+    ASSERT_OK(mtl_model_add_trunk_layer(m, 16, MTL_ACT_RELU, 0.0f, 0));
+    ASSERT_OK(mtl_model_add_task(m, "r", MTL_TASK_REGRESSION, 1, &t));
+    ASSERT_OK(mtl_model_finalize(m));
+    const int64_t np = mtl_model_param_count(m);
+    float *x = calloc((size_t)WIDE * ROWS, sizeof(float)), *y = calloc(ROWS, sizeof(float));
+    float *p0 = malloc((size_t)np * sizeof(float)), *p1 = malloc((size_t)np * sizeof(float));
+    ASSERT(x && y && p0 && p1);
+    mtl_trainer *tr = NULL;
+    ASSERT_OK(mtl_trainer_create(&tr, m, ROWS));
+    ASSERT_OK(mtl_trainer_step(tr, ROWS, x, WIDE, y, 1, NULL, 0, NULL, NULL));
+    ASSERT_OK(mtl_model_get_params(m, p0, np));
+    const int64_t cells[2][2] = { { 0, 1 }, { 50, 4000 } }; /* first slice, second slice */
+    for (int c = 0; c < 2; c++) {
+        const int64_t at = cells[c][0] * WIDE + cells[c][1];
+        x[at] = NAN;
+        ASSERT_STATUS(MTL_ERR_NON_FINITE, mtl_trainer_step(tr, ROWS, x, WIDE, y, 1, NULL, 0, NULL, NULL));
+        char want[64];
+        snprintf(want, sizeof want, "input row %lld, column %lld", (long long)cells[c][0], (long long)cells[c][1]);
+        ASSERT_MSG_HAS(want);
+        x[at] = 0.0f;
+    }
+    ASSERT_OK(mtl_model_get_params(m, p1, np));
+    ASSERT(memcmp(p0, p1, (size_t)np * sizeof(float)) == 0);
+    ASSERT_EQ_INT(mtl_trainer_step_count(tr), 1);
+    mtl_trainer_destroy(tr);
+    mtl_model_destroy(m);
+    free(x), free(y), free(p0), free(p1);
+    return 0;
+}
+
+TEST_MAIN(TEST_ENTRY(blis_kernel_set_runs_here), TEST_ENTRY(adam_paths_and_threads_bitwise_equal), TEST_ENTRY(sgd_threads_bitwise_equal),
           TEST_ENTRY(adam_matches_float64_closed_form), TEST_ENTRY(finite_check_finds_every_position),
           TEST_ENTRY(pass_threads_by_size), TEST_ENTRY(trainer_one_and_two_threads_bitwise_equal),
-          TEST_ENTRY(trainer_non_finite_gradient_threaded), TEST_ENTRY(trainer_elementwise_split_bitwise_equal))
+          TEST_ENTRY(trainer_non_finite_gradient_threaded), TEST_ENTRY(trainer_elementwise_split_bitwise_equal),
+          TEST_ENTRY(trainer_threaded_input_scan_names_the_cell))
