@@ -41,12 +41,11 @@ static mtl_status mtli_check_arrays(int64_t n_rows, int64_t n_inputs, int64_t n_
                                     const float *x, int64_t ldx, const float *y, int64_t ldy,
                                     const float *w)
 {
+    int64_t bad_row, bad_col;
+    if (mtli_find_non_finite(x, n_rows, n_inputs, ldx, 1, &bad_row, &bad_col))
+        return mtli_fail(MTL_ERR_NON_FINITE, "mtl_dataset_create: input row %lld, column %lld is %g",
+                         (long long)bad_row, (long long)bad_col, (double)x[bad_row * ldx + bad_col]);
     for (int64_t r = 0; r < n_rows; r++) {
-        const float *xr = x + r * ldx;
-        for (int64_t c = 0; c < n_inputs; c++)
-            if (!isfinite(xr[c]))
-                return mtli_fail(MTL_ERR_NON_FINITE, "mtl_dataset_create: input row %lld, column %lld "
-                                 "is %g", (long long)r, (long long)c, (double)xr[c]);
         if (y) {
             const float *yr = y + r * ldy;
             for (int64_t c = 0; c < n_targets; c++)

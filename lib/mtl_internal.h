@@ -379,6 +379,13 @@ void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, f
                            int isa, int64_t n_threads);
 /* Is every one of x[0..n) finite (no Inf, no NaN)? */
 bool mtli_all_finite(const float *x, int64_t n, int isa, int64_t n_threads);
+/* The first non-Inf/NaN element, in row order, of a rows x cols matrix with
+ * row stride ld: false if there is none, else true with *row and *col set
+ * (for the caller's message).  A vector pass first (on up to num_threads
+ * threads when the matrix is big, see mtli_pass_threads); the scalar scan
+ * that finds the cell runs only when it fails. */
+bool mtli_find_non_finite(const float *x, int64_t rows, int64_t cols, int64_t ld, int64_t num_threads,
+                          int64_t *row, int64_t *col);
 
 /* ---- loss weighting (weighting.c) -----------------------------------------
  * Every method turns T per-task signals into coefficients: rep_weights[t]

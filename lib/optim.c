@@ -194,3 +194,23 @@ bool mtli_all_finite(const float *x, int64_t n, int isa, int64_t n_threads)
     mtli_run_slices(finite_slice, &j, n, n_threads);
     return j.bad == 0;
 }
+
+bool mtli_find_non_finite(const float *x, int64_t rows, int64_t cols, int64_t ld, int64_t num_threads,
+                          int64_t *row, int64_t *col)
+{
+    const int isa = mtli_optim_best_isa();
+    bool finite = true;
+    if (ld == cols)
+        finite = mtli_all_finite(x, rows * cols, isa, mtli_pass_threads(rows * cols, num_threads));
+    else
+        for (int64_t i = 0; i < rows && finite; i++) finite = mtli_all_finite(x + i * ld, cols, isa, 1);
+    if (finite) return false;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            if (!isfinite(x[i * ld + j])) {
+                *row = i;
+                *col = j;
+                return true;
+            }
+    return false; /* not reached: the vector pass and this scan agree */
+}

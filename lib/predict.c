@@ -285,11 +285,10 @@ static mtl_status check_predict(const mtl_model *m, const mtl_workspace *ws, int
         return mtli_fail(MTL_ERR_SHAPE, "%s: ldout = %lld is less than the %lld output columns", fn, (long long)ldout,
                          (long long)out_width);
     /* Checked before anything is written: on failure `out` is untouched. */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < m->n_inputs; j++)
-            if (!isfinite(x[i * ldx + j]))
-                return mtli_fail(MTL_ERR_NON_FINITE, "%s: input row %lld, column %lld is %g", fn, (long long)i,
-                                 (long long)j, (double)x[i * ldx + j]);
+    int64_t bad_row, bad_col;
+    if (mtli_find_non_finite(x, n, m->n_inputs, ldx, m->settings.num_threads, &bad_row, &bad_col))
+        return mtli_fail(MTL_ERR_NON_FINITE, "%s: input row %lld, column %lld is %g", fn, (long long)bad_row,
+                         (long long)bad_col, (double)x[bad_row * ldx + bad_col]);
     return MTL_OK;
 }
 

@@ -33,19 +33,12 @@ mtl_status mtli_check_batch(const mtl_model *m, int64_t n, const float *x, int64
         return mtli_fail(MTL_ERR_SHAPE, "ldmask = %lld is less than the model's %lld target columns",
                          (long long)ldmask, (long long)m->target_width);
     /* The inputs are the batch's biggest array (4 MB at W3): a vectorised
-     * bit test first (the gradient check's kernel), and only when it fails
-     * the scalar scan that names the row and column. */
-    const int isa = mtli_optim_best_isa();
-    bool inputs_finite = true;
-    if (ldx == m->n_inputs)
-        inputs_finite = mtli_all_finite(x, n * ldx, isa, mtli_pass_threads(n * ldx, m->settings.num_threads));
-    else
-        for (int64_t i = 0; i < n && inputs_finite; i++) inputs_finite = mtli_all_finite(x + i * ldx, m->n_inputs, isa, 1);
-    for (int64_t i = 0; i < n && !inputs_finite; i++)
-        for (int64_t j = 0; j < m->n_inputs; j++)
-            if (!isfinite(x[i * ldx + j]))
-                return mtli_fail(MTL_ERR_NON_FINITE, "input row %lld, column %lld is %g", (long long)i, (long long)j,
-                                 (double)x[i * ldx + j]);
+     * bit test first (the gradient check's kernel), on the trainer's
+     * threads when big, and the scalar scan only to name the cell. */
+    int64_t bad_row, bad_col;
+    if (mtli_find_non_finite(x, n, m->n_inputs, ldx, m->settings.num_threads, &bad_row, &bad_col))
+        return mtli_fail(MTL_ERR_NON_FINITE, "input row %lld, column %lld is %g", (long long)bad_row,
+                         (long long)bad_col, (double)x[bad_row * ldx + bad_col]);
     if (sample_weight)
         for (int64_t i = 0; i < n; i++) {
             if (!isfinite(sample_weight[i]))

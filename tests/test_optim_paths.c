@@ -295,6 +295,59 @@ TEST(pass_threads_by_size)
     return 0;
 }
 
+/* mtli_find_non_finite (batch validation, predict, datasets) against a
+ * naive scan written here: the first bad cell in row order, padding
+ * beyond cols ignored, big contiguous matrices on 2 threads. */
+static int check_find(const float *x, int64_t rows, int64_t cols, int64_t ld, int64_t threads)
+{
+    int64_t want_r = -1, want_c = -1;
+    for (int64_t i = 0; i < rows && want_r < 0; i++)
+        for (int64_t j = 0; j < cols; j++)
+            if (!isfinite(x[i * ld + j])) {
+                want_r = i, want_c = j;
+                break;
+            }
+    int64_t r = -7, c = -7;
+    const bool found = mtli_find_non_finite(x, rows, cols, ld, threads, &r, &c);
+    if (found != (want_r >= 0)) FAILF("%lld x %lld (ld %lld): found %d, expected %d", (long long)rows,
+                                      (long long)cols, (long long)ld, found, want_r >= 0);
+    if (found && (r != want_r || c != want_c))
+        FAILF("found (%lld, %lld), expected (%lld, %lld)", (long long)r, (long long)c, (long long)want_r,
+              (long long)want_c);
+    if (!found && (r != -7 || c != -7)) FAILF("row/col written although nothing was found");
+    return 0;
+}
+
+TEST(find_non_finite_names_the_first_cell)
+{
+    const int64_t shapes[][3] = { { 7, 5, 5 }, { 7, 5, 9 }, { 33, 17, 17 }, { 33, 17, 20 }, { 600, 512, 512 } };
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int64_t rows = shapes[k][0], cols = shapes[k][1], ld = shapes[k][2];
+        float *x = malloc((size_t)(rows * ld) * sizeof(float));
+        ASSERT(x);
+        for (int64_t i = 0; i < rows * ld; i++) x[i] = i % ld < cols ? (float)rnd() : NAN; /* NaN padding */
+        for (int64_t threads = 1; threads <= 2; threads++) {
+            if (check_find(x, rows, cols, ld, threads)) return 1;
+            const int64_t cells[][2] = { { 0, 0 }, { 0, cols - 1 }, { rows / 2, cols / 3 }, { rows - 1, cols - 1 } };
+            for (size_t c = 0; c < 4; c++) {
+                float *p = x + cells[c][0] * ld + cells[c][1];
+                const float keep = *p;
+                *p = c % 2 ? -INFINITY : NAN;
+                if (check_find(x, rows, cols, ld, threads)) return 1;
+                /* and a second bad cell after it: the first is still named */
+                float *q = x + (rows - 1) * ld + cols - 1;
+                const float keep_q = *q;
+                if (q != p) *q = INFINITY;
+                if (check_find(x, rows, cols, ld, threads)) return 1;
+                *q = keep_q;
+                *p = keep;
+            }
+        }
+        free(x);
+    }
+    return 0;
+}
+
 /* Run by meson with BLIS_ARCH_TYPE = 3 (haswell) or 6 (zen3) too: those
  * kernel sets need AVX2 and FMA, and BLIS would die of SIGILL without them,
  * so the whole program is skipped (77) first. */
@@ -577,6 +630,7 @@ TEST(trainer_threaded_input_scan_names_the_cell)
 
 TEST_MAIN(TEST_ENTRY(blis_kernel_set_runs_here), TEST_ENTRY(adam_paths_and_threads_bitwise_equal), TEST_ENTRY(sgd_threads_bitwise_equal),
           TEST_ENTRY(adam_matches_float64_closed_form), TEST_ENTRY(finite_check_finds_every_position),
+          TEST_ENTRY(find_non_finite_names_the_first_cell),
           TEST_ENTRY(pass_threads_by_size), TEST_ENTRY(trainer_one_and_two_threads_bitwise_equal),
           TEST_ENTRY(trainer_non_finite_gradient_threaded), TEST_ENTRY(trainer_elementwise_split_bitwise_equal),
           TEST_ENTRY(trainer_threaded_input_scan_names_the_cell))
