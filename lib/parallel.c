@@ -15,30 +15,29 @@
 #include <omp.h>
 #endif
 
-int64_t mtli_pass_threads(int64_t n, int64_t num_threads)
+/* Threads for a pass over n elements: num_threads, but no more than leave
+ * every thread at least min_per_thread elements (1 without OpenMP). */
+static int64_t threads_for(int64_t n, int64_t num_threads, int64_t min_per_thread)
 {
 #ifdef _OPENMP
-    const int64_t most = n / MTLI_PASS_MIN_PER_THREAD; /* every slice at least that long */
+    const int64_t most = n / min_per_thread;
     int64_t nt = num_threads > 1 ? num_threads : 1;
     if (nt > most) nt = most > 1 ? most : 1;
     return nt;
 #else
-    (void)n, (void)num_threads;
+    (void)n, (void)num_threads, (void)min_per_thread;
     return 1;
 #endif
 }
 
+int64_t mtli_pass_threads(int64_t n, int64_t num_threads)
+{
+    return threads_for(n, num_threads, MTLI_PASS_MIN_PER_THREAD);
+}
+
 int64_t mtli_elementwise_threads(int64_t n, int64_t num_threads)
 {
-#ifdef _OPENMP
-    const int64_t most = n / MTLI_ELEMENTWISE_MIN_PER_THREAD;
-    int64_t nt = num_threads > 1 ? num_threads : 1;
-    if (nt > most) nt = most > 1 ? most : 1;
-    return nt;
-#else
-    (void)n, (void)num_threads;
-    return 1;
-#endif
+    return threads_for(n, num_threads, MTLI_ELEMENTWISE_MIN_PER_THREAD);
 }
 
 #ifdef _OPENMP

@@ -13,6 +13,19 @@
 
 #include "mtl.h"
 
+/* UNDER_VALGRIND: true when the test runs under valgrind (whose CI pass
+ * looks for memory errors: a few tests skip what it cannot emulate, such
+ * as floating-point traps, or what would take it minutes). */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define UNDER_VALGRIND (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef UNDER_VALGRIND
+#define UNDER_VALGRIND false
+#endif
+
 typedef struct test_case {
     const char *name;
     int (*fn)(void);

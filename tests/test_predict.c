@@ -21,16 +21,6 @@
 #include "mtl_internal.h"
 #include "test_network_common.h"
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef UNDER_VALGRIND
-#define UNDER_VALGRIND false
-#endif
-
 enum { MAX_LAYERS = 8 };
 
 /* ---- models ---------------------------------------------------------------------------------- */
