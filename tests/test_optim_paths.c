@@ -367,20 +367,32 @@ TEST(blis_kernel_set_runs_here)
 
 enum { TIN = 3, TRUNK = 512, HIDDEN = 512 };
 
+/* A fresh model of n_inputs inputs whose handles use `threads` threads
+ * (NULL on failure). */
+static mtl_model *model_on_threads(int64_t threads, int64_t n_inputs)
+{
+    mtl_context *ctx = NULL;
+    mtl_model *m = NULL;
+    if (mtl_context_create(&ctx, NULL) != MTL_OK) return NULL;
+    mtl_status s = mtl_context_set_i64(ctx, MTL_OPT_NUM_THREADS, threads);
+    s |= mtl_model_create(&m, ctx, n_inputs);
+    mtl_context_destroy(ctx);
+    if (s != MTL_OK) {
+        mtl_model_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
 /* Trunk TIN -> 512 (tanh); task "quiet": 1 output; task "loud": a 512-unit
  * tanh layer, then 1 output: ~266k parameters, above the threshold that
  * splits the optimiser step on 2 threads. */
 static mtl_model *big_model(int64_t threads)
 {
-    mtl_context *ctx = NULL;
-    mtl_model *m = NULL;
+    mtl_model *m = model_on_threads(threads, TIN);
     int64_t t;
-    if (mtl_context_create(&ctx, NULL) != MTL_OK) return NULL;
-    mtl_status s = mtl_context_set_i64(ctx, MTL_OPT_NUM_THREADS, threads);
-    s |= mtl_model_create(&m, ctx, TIN);
-    mtl_context_destroy(ctx);
-    if (s != MTL_OK) return NULL;
-    s |= mtl_model_add_trunk_layer(m, TRUNK, MTL_ACT_TANH, 0.0f, 0);
+    if (!m) return NULL;
+    mtl_status s = mtl_model_add_trunk_layer(m, TRUNK, MTL_ACT_TANH, 0.0f, 0);
     s |= mtl_model_add_task(m, "quiet", MTL_TASK_REGRESSION, 1, &t);
     s |= mtl_model_add_task(m, "loud", MTL_TASK_REGRESSION, 1, &t);
     s |= mtl_model_add_head_layer(m, t, HIDDEN, MTL_ACT_TANH, 0.0f, 0);
@@ -506,15 +518,10 @@ enum { EW_IN = 8, EW_UNITS = 64, EW_ROWS = 1024 };
 
 static mtl_model *elementwise_model(int64_t threads)
 {
-    mtl_context *ctx = NULL;
-    mtl_model *m = NULL;
+    mtl_model *m = model_on_threads(threads, EW_IN);
     int64_t t0, t1, t2;
-    if (mtl_context_create(&ctx, NULL) != MTL_OK) return NULL;
-    mtl_status s = mtl_context_set_i64(ctx, MTL_OPT_NUM_THREADS, threads);
-    s |= mtl_model_create(&m, ctx, EW_IN);
-    mtl_context_destroy(ctx);
-    if (s != MTL_OK) return NULL;
-    s |= mtl_model_add_trunk_layer(m, EW_UNITS, MTL_ACT_RELU, 0.1f, 0);
+    if (!m) return NULL;
+    mtl_status s = mtl_model_add_trunk_layer(m, EW_UNITS, MTL_ACT_RELU, 0.1f, 0);
     s |= mtl_model_add_trunk_layer(m, EW_UNITS, MTL_ACT_GELU, 0.0f, 0);
     s |= mtl_model_add_trunk_layer(m, EW_UNITS, MTL_ACT_TANH, 0.0f, MTL_LAYER_NORM);
     s |= mtl_model_add_trunk_layer(m, EW_UNITS, MTL_ACT_SIGMOID, 0.0f, 0);
@@ -595,13 +602,9 @@ TEST(trainer_threaded_input_scan_names_the_cell)
 #ifdef _OPENMP
     ASSERT_EQ_INT(mtli_pass_threads(WIDE * ROWS, 2), 2);
 #endif
-    mtl_context *ctx = NULL;
-    mtl_model *m = NULL;
+    mtl_model *m = model_on_threads(2, WIDE);
     int64_t t;
-    ASSERT_OK(mtl_context_create(&ctx, NULL));
-    ASSERT_OK(mtl_context_set_i64(ctx, MTL_OPT_NUM_THREADS, 2));
-    ASSERT_OK(mtl_model_create(&m, ctx, WIDE));
-    mtl_context_destroy(ctx);
+    ASSERT(m);
     ASSERT_OK(mtl_model_add_trunk_layer(m, 16, MTL_ACT_RELU, 0.0f, 0));
     ASSERT_OK(mtl_model_add_task(m, "r", MTL_TASK_REGRESSION, 1, &t));
     ASSERT_OK(mtl_model_finalize(m));
