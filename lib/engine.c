@@ -109,11 +109,19 @@ static void carve_slot(mtli_carver *c, const mtli_layer *L, size_t B, int64_t ld
     s->mask = L->dropout > 0.0f ? mtli_carve(c, B * (size_t)ld, 1) : NULL;
 }
 
+/* Widen *w to below's width when the input gradient of L (the layer
+ * above `below`) cannot go straight into below's gradient for B rows
+ * (mtli_dense_input_grad_fuses) and so needs the scratch matrix. */
+static void scratch_for(int64_t *w, const mtli_layer *L, const mtli_layer *below, int64_t B)
+{
+    if (!mtli_dense_input_grad_fuses(L, below, B) && below->fan_out > *w) *w = below->fan_out;
+}
+
 /* The arena: the activations of one batch (each layer's slot), the loss
  * gradients, and one scratch matrix for the backward pass as wide as the
- * widest layer whose input gradient a GEMM writes (every trunk layer: the
- * top one's comes from the fused layer; every head layer but the outputs).
- * The scaled-input copy only when the scalers are fitted now. */
+ * widest layer whose input gradient cannot be finished tile by tile
+ * (scratch_for; none at all for a small model on an AVX-512 CPU).  The
+ * scaled-input copy only when the scalers are fitted now. */
 static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
 {
     const size_t B = (size_t)e->max_batch, T = (size_t)m->n_tasks;
@@ -129,7 +137,11 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
     for (int64_t i = 0; i < m->n_trunk; i++) {
         const mtli_layer *L = &m->trunk[i];
         carve_slot(c, L, B, L->fan_out, p->trunk ? &p->trunk[i] : &tmp);
-        if (L->fan_out > scratch_w) scratch_w = L->fan_out;
+        if (i > 0) scratch_for(&scratch_w, L, &m->trunk[i - 1], e->max_batch);
+    }
+    if (m->n_trunk > 0) {
+        const mtli_layer F = mtli_fused_layer(m);
+        scratch_for(&scratch_w, &F, &m->trunk[m->n_trunk - 1], e->max_batch);
     }
 
     /* The fused layer: shared buffers, per-task views. */
@@ -166,8 +178,8 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
         if (p->head_first) p->head_first[t] = k;
         for (int64_t j = 0; j <= task->n_hidden; j++) {
             const mtli_layer *L = &task->layers[j];
-            if (j < task->n_hidden && L->fan_out > scratch_w) scratch_w = L->fan_out; /* dX of layer j + 1 */
             if (j == 0) continue; /* its block of the fused layer, above */
+            scratch_for(&scratch_w, L, &task->layers[j - 1], e->max_batch);
             carve_slot(c, L, B, L->fan_out, p->head ? &p->head[k] : &tmp);
             k++;
         }
@@ -179,7 +191,8 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
     e->loss = mtli_carve(c, T, sizeof(double));
     e->wsum = mtli_carve(c, T, sizeof(double));
     e->active = mtli_carve(c, T, sizeof(bool));
-    e->dscratch = mtli_carve(c, B * (size_t)scratch_w, sizeof(float));
+    e->dscratch = scratch_w > 0 ? mtli_carve(c, B * (size_t)scratch_w, sizeof(float)) : NULL;
+    e->scratch_width = scratch_w;
     e->dfused = p->fused_pre;
 }
 
@@ -323,6 +336,25 @@ void mtli_engine_scale_dy(mtli_engine *e, const mtl_model *m, const double *head
 
 /* ---- backward ----------------------------------------------------------------------- */
 
+/* From dL/d(pre) of layer L (d), the layer below it gets its own dL/d(pre)
+ * in dz: in one pass without the scratch matrix when the shapes allow,
+ * else the input gradient into the scratch and then below's epilogue. */
+static mtl_status backward_into(mtli_engine *e, const mtl_model *m, const mtli_blas *b, float *grads,
+                                const mtli_layer *L, const float *d, int64_t ldd, const mtli_layer *below,
+                                const mtli_slot *s, float *dz, int64_t lddz)
+{
+    const int64_t n = e->n, w = below->fan_out;
+    if (mtli_dense_input_grad_finish(L, m->params, n, d, ldd, below, grads, s, e->dropout_on, dz, lddz))
+        return MTL_OK;
+    if (!e->dscratch || w > e->scratch_width)
+        return mtli_fail(MTL_ERR_INTERNAL, "engine: no scratch for the input gradient of a layer %lld wide",
+                         (long long)w);
+    MTLI_TRY(mtli_dense_input_grad(b, L, m->params, n, d, ldd, 1.0f, 0.0f, e->dscratch, w));
+    mtli_dense_finish_backward_to(below, m->params, grads, n, s, e->dropout_on, e->dscratch, w, dz, lddz,
+                                  b->num_threads);
+    return MTL_OK;
+}
+
 mtl_status mtli_engine_backward_heads(mtli_engine *e, const mtl_model *m, const mtli_blas *b, float *grads)
 {
     const int64_t n = e->n, Fw = m->fused_width;
@@ -337,25 +369,28 @@ mtl_status mtli_engine_backward_heads(mtli_engine *e, const mtl_model *m, const 
             mtli_zero_rows(dblock, n, task->layers[0].fan_out, Fw);
             continue;
         }
-        float *d = e->dy[t]; /* dL/d(out) of layer j: dY, then the scratch */
-        int64_t ldd = e->lddy[t];
-        for (int64_t j = task->n_hidden; j >= 1; j--) {
-            const mtli_layer *L = &task->layers[j];
+        const int64_t top = task->n_hidden;
+        float *dy = e->dy[t];
+        const int64_t lddy = e->lddy[t];
+        if (top == 0) { /* the fused block is the output layer */
+            mtli_dense_finish_backward_to(&task->layers[0], m->params, grads, n, &p->fused[t], e->dropout_on, dy,
+                                          lddy, dblock, Fw, b->num_threads);
+            continue;
+        }
+        /* The output layer's dL/d(pre) is dY itself (finished in place);
+         * every layer below gets its own over its pre buffer. */
+        mtli_dense_finish_backward_to(&task->layers[top], m->params, grads, n, &p->head[p->head_first[t] + top - 1],
+                                      e->dropout_on, dy, lddy, dy, lddy, b->num_threads);
+        for (int64_t j = top; j >= 1; j--) {
+            const mtli_layer *L = &task->layers[j], *Lin = &task->layers[j - 1];
             const mtli_slot *s = &p->head[p->head_first[t] + j - 1];
-            /* dL/d(pre) over the layer's pre buffer; the output layer's is dY itself */
-            float *dz = j == task->n_hidden ? d : s->pre;
-            const int64_t lddz = j == task->n_hidden ? ldd : s->ld;
-            mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, ldd, dz, lddz, b->num_threads);
-            const mtli_layer *Lin = &task->layers[j - 1];
             const mtli_slot *sin = j == 1 ? &p->fused[t] : &p->head[p->head_first[t] + j - 2];
+            const float *dz = j == top ? dy : s->pre;
+            const int64_t lddz = j == top ? lddy : s->ld;
             MTLI_TRY(mtli_dense_weight_grad(b, L, grads, n, mtli_slot_output(Lin, sin, e->dropout_on), sin->ld, dz,
                                             lddz));
-            MTLI_TRY(mtli_dense_input_grad(b, L, m->params, n, dz, lddz, 1.0f, 0.0f, e->dscratch, Lin->fan_out));
-            d = e->dscratch;
-            ldd = Lin->fan_out;
+            MTLI_TRY(backward_into(e, m, b, grads, L, dz, lddz, Lin, sin, j == 1 ? dblock : sin->pre, sin->ld));
         }
-        mtli_dense_finish_backward_to(&task->layers[0], m->params, grads, n, &p->fused[t], e->dropout_on, d, ldd,
-                                      dblock, Fw, b->num_threads);
     }
     return MTL_OK;
 }
@@ -371,27 +406,31 @@ mtl_status mtli_engine_backward_trunk(mtli_engine *e, const mtl_model *m, const 
 {
     if (m->n_trunk == 0) return MTL_OK;
     const int64_t n = e->n, E = m->embed_width, top = m->n_trunk - 1;
-    float *d = e->dscratch; /* dL/d(out) of the layer in hand: dz first */
+    const mtli_layer *Ltop = &m->trunk[top];
+    const mtli_slot *stop = &e->plan.trunk[top];
+    /* The top layer's dL/d(pre): over its pre buffer, or dz_top (z may be
+     * that buffer, and per-task gradients need z after the backward pass). */
+    float *dz_top = e->dz_top ? e->dz_top : stop->pre;
     if (!rep_w) {
         const mtli_layer F = mtli_fused_layer(m);
-        MTLI_TRY(mtli_dense_input_grad(b, &F, m->params, n, e->dfused, m->fused_width, 1.0f, 0.0f, d, E));
+        MTLI_TRY(backward_into(e, m, b, grads, &F, e->dfused, m->fused_width, Ltop, stop, dz_top, E));
     } else {
-        /* dz = Σ_t rep_w[t] dz_t, tasks in order (fixed summation order). */
-        memset(d, 0, (size_t)(n * E) * sizeof(float));
+        /* dz = Σ_t rep_w[t] dz_t, tasks in order (fixed summation order),
+         * then the top layer's epilogue in place. */
+        if (!e->dz_top) return mtli_fail(MTL_ERR_INTERNAL, "engine: per-task gradients were not enabled");
+        memset(dz_top, 0, (size_t)(n * E) * sizeof(float));
         for (int64_t t = 0; t < m->n_tasks; t++) {
             if (!e->active[t] || rep_w[t] == 0.0) continue;
             const float w = (float)rep_w[t];
             const float *restrict g = mtli_engine_task_grad(e, t);
-            for (int64_t i = 0; i < n * E; i++) d[i] += w * g[i];
+            for (int64_t i = 0; i < n * E; i++) dz_top[i] += w * g[i];
         }
+        mtli_dense_finish_backward_to(Ltop, m->params, grads, n, stop, e->dropout_on, dz_top, E, dz_top, E,
+                                      b->num_threads);
     }
     for (int64_t i = top; i >= 0; i--) {
         const mtli_layer *L = &m->trunk[i];
-        const mtli_slot *s = &e->plan.trunk[i];
-        /* dL/d(pre) over the layer's pre buffer (z may be the top layer's: see dz_top) */
-        float *dz = i == top && e->dz_top ? e->dz_top : s->pre;
-        mtli_dense_finish_backward_to(L, m->params, grads, n, s, e->dropout_on, d, L->fan_out, dz, L->fan_out,
-                                      b->num_threads);
+        const float *dz = i == top ? dz_top : e->plan.trunk[i].pre;
         const float *x = e->x;
         int64_t ldx = e->ldx;
         if (i > 0) {
@@ -399,8 +438,10 @@ mtl_status mtli_engine_backward_trunk(mtli_engine *e, const mtl_model *m, const 
             ldx = e->plan.trunk[i - 1].ld;
         }
         MTLI_TRY(mtli_dense_weight_grad(b, L, grads, n, x, ldx, dz, L->fan_out));
-        if (i > 0) /* the input layer's dX is never needed */
-            MTLI_TRY(mtli_dense_input_grad(b, L, m->params, n, dz, L->fan_out, 1.0f, 0.0f, d, m->trunk[i - 1].fan_out));
+        if (i > 0) { /* the input layer's dX is never needed */
+            const mtli_slot *below = &e->plan.trunk[i - 1];
+            MTLI_TRY(backward_into(e, m, b, grads, L, dz, L->fan_out, &m->trunk[i - 1], below, below->pre, below->ld));
+        }
     }
     return MTL_OK;
 }

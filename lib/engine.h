@@ -12,12 +12,15 @@
  *   (dA_fused here is the fused layer's dL/d(pre), e->dfused.)
  *
  * Where the backward pass keeps its gradients: the arena holds one batch
- * of activations and ONE scratch matrix (e->dscratch, the widest layer
- * input a GEMM dX = d·Wᵀ must write); a layer's own buffers become its
- * gradient's once mtli_dense_finish_backward_to has read them.
+ * of activations and at most ONE scratch matrix (e->dscratch); a layer's
+ * own buffers become its gradient's once its epilogue has read them.
  *   dL/d(out)  output layers: dY_t, in e->dlogits (the loss writes it);
- *              every other layer: e->dscratch (dX of the layer above it;
- *              for the top trunk layer, of the fused layer).
+ *              every other layer: dX = d·Wᵀ of the layer above it (for the
+ *              top trunk layer, of the fused layer), either never stored
+ *              whole (mtli_dense_input_grad_finish: 1-wide layers above,
+ *              and small products on AVX-512 CPUs, hand it over in tiles
+ *              to this layer's epilogue) or written to e->dscratch, sized
+ *              for the widest layer that needs it (none at W1).
  *   dL/d(pre)  over the layer's own pre buffer.  So e->dfused IS
  *              plan.fused_pre.  Two exceptions: an output layer of its own
  *              (a task with hidden layers) keeps it in e->dlogits (identity:
@@ -112,7 +115,9 @@ struct mtli_engine {
     bool *active;         /* T: gets a backward pass (has labels, non-zero weight) */
 
     /* backward (see "Where the backward pass keeps its gradients" above) */
-    float *dscratch;      /* max_batch x widest layer input: dL/d(out) of the layer in hand */
+    float *dscratch;      /* max_batch x scratch_width: dL/d(out) of the layer in hand when its
+                           * gradient cannot be finished tile by tile (NULL when none needs it) */
+    int64_t scratch_width;
     float *dfused;        /* = plan.fused_pre: dL/d(pre) of the fused layer after backward_heads */
     float *dz_task;       /* T x max_batch x E (NULL until mtli_engine_enable_task_grads) */
     float *dz_top;        /* max_batch x E, after dz_task: the top trunk layer's dL/d(pre)

@@ -431,15 +431,19 @@ typedef struct finish_back_job {
     int64_t ldd, lddz;
 } finish_back_job;
 
-static void finish_back_cols(void *ctx, int64_t c0, int64_t c1)
+/* Rows [r0, r1) x columns [c0, c1) of that epilogue, d pointing at
+ * element (r0, c0) of dL/d(out) (row stride ldd; scaled in place).  The
+ * bias gradient of a column is zeroed with row 0 and then accumulates the
+ * rows in order, however the block calls cut rows and columns. */
+static void finish_back_block(const finish_back_job *job, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float *d,
+                              int64_t ldd)
 {
-    const finish_back_job *job = ctx;
     const mtli_layer *L = job->L;
     const int64_t n = c1 - c0, ld = job->s->ld;
     float *db = job->grads + L->b_off + c0;
-    memset(db, 0, (size_t)n * sizeof(float));
-    for (int64_t i = 0; i < job->m; i++) {
-        float *di = job->d + i * job->ldd + c0, *dzi = job->dz + i * job->lddz + c0;
+    if (r0 == 0) memset(db, 0, (size_t)n * sizeof(float));
+    for (int64_t i = r0; i < r1; i++) {
+        float *di = d + (i - r0) * ldd, *dzi = job->dz + i * job->lddz + c0;
         const float *pre = job->s->pre + i * ld + c0, *post = job->s->post + i * ld + c0;
         if (job->drop) {
             const uint8_t *mk = job->s->mask + i * ld + c0;
@@ -454,20 +458,36 @@ static void finish_back_cols(void *ctx, int64_t c0, int64_t c1)
     }
 }
 
+static void finish_back_cols(void *ctx, int64_t c0, int64_t c1)
+{
+    const finish_back_job *job = ctx;
+    finish_back_block(job, 0, job->m, c0, c1, job->d + c0, job->ldd);
+}
+
+static finish_back_job finish_back_setup(const mtli_layer *L, float *grads, int64_t m, const mtli_slot *s, bool train,
+                                         float *d, int64_t ldd, float *dz, int64_t lddz)
+{
+    const bool drop = train && L->dropout > 0.0f;
+    uint32_t thr;
+    const float scale = drop ? dropout_threshold(L->dropout, &thr) : 1.0f;
+    finish_back_job job = { .L = L, .grads = grads, .m = m, .s = s, .drop = drop, .scale = scale,
+                            .d = d, .dz = dz, .ldd = ldd, .lddz = lddz };
+    return job;
+}
+
 void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, float *grads, int64_t m,
                                    const mtli_slot *s, bool train, float *d, int64_t ldd, float *dz,
                                    int64_t lddz, int64_t n_threads)
 {
     const int64_t n = L->fan_out, ld = s->ld;
-    const bool drop = train && L->dropout > 0.0f;
-    uint32_t thr;
-    const float scale = drop ? dropout_threshold(L->dropout, &thr) : 1.0f;
     if (!L->layer_norm) {
-        finish_back_job job = { .L = L, .grads = grads, .m = m, .s = s, .drop = drop, .scale = scale,
-                                .d = d, .dz = dz, .ldd = ldd, .lddz = lddz };
+        finish_back_job job = finish_back_setup(L, grads, m, s, train, d, ldd, dz, lddz);
         mtli_run_slices(finish_back_cols, &job, n, mtli_elementwise_threads(m * n, n_threads));
         return;
     }
+    const bool drop = train && L->dropout > 0.0f;
+    uint32_t thr;
+    const float scale = drop ? dropout_threshold(L->dropout, &thr) : 1.0f;
     float *db = grads + L->b_off;
     memset(db, 0, (size_t)n * sizeof(float));
     memset(grads + L->gain_off, 0, (size_t)n * sizeof(float));
@@ -487,4 +507,54 @@ void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, flo
         norm_backward_row(n, pre, g, s->rstd[i], di, grads + L->gain_off, grads + L->shift_off, dzi);
         for (int64_t j = 0; j < n; j++) db[j] += dzi[j];
     }
+}
+
+/* ---- input gradient and the layer below's epilogue in one pass ---------------------- */
+
+bool mtli_dense_input_grad_fuses(const mtli_layer *L, const mtli_layer *below, int64_t m)
+{
+    if (below->layer_norm || below->fan_out != L->fan_in) return false;
+    if (L->fan_out == 1) return true; /* rank one: plain loops */
+    return mtli_small_gemm_tiles_fit(!L->w_trans, m, L->fan_in, L->fan_out);
+}
+
+static void finish_back_tile(void *ctx, int64_t i, int64_t rows, int64_t j, int64_t cols, float *c, int64_t ldc)
+{
+    finish_back_block(ctx, i, i + rows, j, j + cols, c, ldc);
+}
+
+/* Rank one (a 1-wide layer above): dx[i][j] = d[i] w[j], as in
+ * mtli_dense_input_grad, built 16 rows x 64 columns at a time. */
+static void rank_one_finish(const mtli_layer *L, const float *params, int64_t m, const float *d, int64_t ldd,
+                            const finish_back_job *job)
+{
+    enum { ROWS = 16, COLS = 64 };
+    float blk[ROWS * COLS];
+    const float *W = params + L->w_off;
+    const int64_t inc = L->w_trans ? 1 : L->ldw, k = L->fan_in;
+    for (int64_t c0 = 0; c0 < k; c0 += COLS) {
+        const int64_t w = k - c0 < COLS ? k - c0 : COLS;
+        for (int64_t i = 0; i < m; i += ROWS) {
+            const int64_t rows = m - i < ROWS ? m - i : ROWS;
+            for (int64_t r = 0; r < rows; r++) {
+                const float di = d[(i + r) * ldd];
+                for (int64_t j = 0; j < w; j++) blk[r * COLS + j] = di * W[(c0 + j) * inc];
+            }
+            finish_back_block(job, i, i + rows, c0, c0 + w, blk, COLS);
+        }
+    }
+}
+
+bool mtli_dense_input_grad_finish(const mtli_layer *L, const float *params, int64_t m, const float *d, int64_t ldd,
+                                  const mtli_layer *below, float *grads, const mtli_slot *s, bool train, float *dz,
+                                  int64_t lddz)
+{
+    if (!mtli_dense_input_grad_fuses(L, below, m)) return false;
+    finish_back_job job = finish_back_setup(below, grads, m, s, train, NULL, 0, dz, lddz);
+    if (L->fan_out == 1) {
+        rank_one_finish(L, params, m, d, ldd, &job);
+        return true;
+    }
+    return mtli_small_gemm_tiles(!L->w_trans, m, L->fan_in, L->fan_out, d, ldd, params + L->w_off, L->ldw,
+                                 finish_back_tile, &job);
 }

@@ -99,6 +99,22 @@ mtl_status mtli_dense_input_grad(const mtli_blas *b, const mtli_layer *L, const 
                                  const float *d, int64_t ldd, float alpha, float beta, float *dx,
                                  int64_t lddx);
 
+/* The input gradient of L (dX = d·Wᵀ, m x fan_in) turned at once, tile by
+ * tile, into the layer below's dL/d(pre), as mtli_dense_input_grad into
+ * a scratch matrix followed by mtli_dense_finish_backward_to(below, ...)
+ * would, with the same bits, but without the m x fan_in scratch: the
+ * training engine needs none when every layer's input gradient fuses.
+ * dz may be one of the slot's buffers (each element is read before it is
+ * written); it must not overlap d.  One thread.  Returns false, having
+ * done nothing, unless mtli_dense_input_grad_fuses(L, below, m). */
+bool mtli_dense_input_grad_finish(const mtli_layer *L, const float *params, int64_t m, const float *d, int64_t ldd,
+                                  const mtli_layer *below, float *grads, const mtli_slot *s, bool train, float *dz,
+                                  int64_t lddz);
+/* Does that fuse for m rows (and so for fewer)?  Below without layer
+ * norm, and L 1-wide (plain loops) or its product one the small kernel
+ * hands over in tiles (mtli_small_gemm_tiles_fit). */
+bool mtli_dense_input_grad_fuses(const mtli_layer *L, const mtli_layer *below, int64_t m);
+
 /* Zero a rows x cols block with row stride ld. */
 void mtli_zero_rows(float *a, int64_t rows, int64_t cols, int64_t ld);
 

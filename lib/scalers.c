@@ -178,10 +178,12 @@ mtl_status mtli_scale_targets(const mtl_model *m, int64_t n, const float *y, int
     for (int64_t i = 0; i < n; i++) {
         const float *yi = y + i * ldy;
         float *oi = out + i * ldo;
-        if (oi != yi) memcpy(oi, yi, (size_t)m->target_width * sizeof(float));
         for (int64_t t = 0; t < m->n_tasks; t++) {
             const mtli_task *task = &m->tasks[t];
-            if (task->type != MTL_TASK_REGRESSION) continue;
+            if (task->type != MTL_TASK_REGRESSION) { /* labels as given (no memcpy call per row: W1 has 3 columns) */
+                for (int64_t c = task->target_col; c < task->target_col + task->n_targets; c++) oi[c] = yi[c];
+                continue;
+            }
             for (int64_t c = task->target_col; c < task->target_col + task->n_targets; c++) {
                 float v = yi[c];
                 if (!mtli_label_is_observed(mask, ldmask, y, ldy, i, c)) { /* missing, as the losses see it */

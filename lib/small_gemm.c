@@ -17,11 +17,16 @@
  * (for k > 64 with op(B) = Bᵀ, one chain per 64-wide slice, added to C in
  * order), so results are deterministic and independent of thread count;
  * a layer's bias and ReLU can be applied as a tile is stored (the
- * epilogue), with the bits of a separate pass.  Dot products (1-wide
- * layers, one row through transposed weights) use 16-lane partial sums.
+ * epilogue), with the bits of a separate pass, or each finished tile can
+ * be handed to a callback instead of being stored (mtli_small_gemm_tiles:
+ * the training engine's backward pass needs no scratch matrix for dX).
+ * Dot products (1-wide layers, one row through transposed weights) use
+ * 16-lane partial sums.
  * Compiled for AVX-512F through a target attribute and chosen at run time;
  * other CPUs and compilers keep using BLIS. */
 #include "small_gemm.h"
+
+#define KC 64 /* k slice of a packed Bᵀ panel */
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define MTLI_SMALL_GEMM_AVX512 1
@@ -35,7 +40,6 @@
 #define MTLI_AVX512 __attribute__((target("avx512f")))
 #define MR 4  /* rows per tile */
 #define NW 64 /* columns per tile: 4 vectors of 16 */
-#define KC 64 /* k slice of a packed Bᵀ panel */
 
 /* Lane mask for columns [j, j + 16) of an n-wide row. */
 static inline __mmask16 lanes(int64_t j, int64_t n)
@@ -63,13 +67,14 @@ MTLI_AVX512 static inline void store_vec(float *c, const float *bias, __mmask16 
     _mm512_mask_storeu_ps(c, mk, r);
 }
 
-/* One tile: rows [i, i + R) x NV vectors of columns from j.  R and NV are
- * constants in every call, so after unrolling the accumulators live in
- * registers.  Rows past m re-read row i (valid memory) and are not stored;
- * columns past n are masked. */
+/* One tile: rows [i, i + R) x NV vectors of columns from j, stored from
+ * ct (the tile's first element; row stride ldc).  R and NV are constants
+ * in every call, so after unrolling the accumulators live in registers.
+ * Rows past m re-read row i (valid memory) and are not stored; columns
+ * past n are masked. */
 MTLI_AVX512 __attribute__((always_inline)) static inline void
 tile(const int R, const int NV, int64_t i, int64_t j, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
-     int64_t csa, const float *b, int64_t ldb, const epilogue *e, float *c, int64_t ldc)
+     int64_t csa, const float *b, int64_t ldb, const epilogue *e, float *ct, int64_t ldc)
 {
     const float *ar[MR];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ar[r] = a + (i + r < m ? i + r : i) * rsa;
@@ -90,8 +95,23 @@ tile(const int R, const int NV, int64_t i, int64_t j, int64_t m, int64_t n, int6
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
         if (i + r >= m) break;
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-            store_vec(c + (i + r) * ldc + j + 16 * v, e->bias ? e->bias + j + 16 * v : NULL, mk[v], acc[r][v], e);
+            store_vec(ct + r * ldc + 16 * v, e->bias ? e->bias + j + 16 * v : NULL, mk[v], acc[r][v], e);
     }
+}
+
+/* tile() for nv (1 to 4) vectors of columns, each count a constant. */
+MTLI_AVX512 __attribute__((always_inline)) static inline void
+tile_nv(const int R, int64_t nv, int64_t i, int64_t j, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
+        int64_t csa, const float *b, int64_t ldb, const epilogue *e, float *ct, int64_t ldc)
+{
+    if (nv >= 4)
+        tile(R, 4, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
+    else if (nv == 3)
+        tile(R, 3, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
+    else if (nv == 2)
+        tile(R, 2, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
+    else
+        tile(R, 1, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
 }
 
 /* Tiles of R rows over all of [0, m) for columns [j, j + 16 nv). */
@@ -99,16 +119,7 @@ MTLI_AVX512 __attribute__((always_inline)) static inline void
 tiles(const int R, int64_t nv, int64_t j, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa, int64_t csa,
       const float *b, int64_t ldb, const epilogue *e, float *c, int64_t ldc)
 {
-    for (int64_t i = 0; i < m; i += R) {
-        if (nv >= 4)
-            tile(R, 4, i, j, m, n, k, a, rsa, csa, b, ldb, e, c, ldc);
-        else if (nv == 3)
-            tile(R, 3, i, j, m, n, k, a, rsa, csa, b, ldb, e, c, ldc);
-        else if (nv == 2)
-            tile(R, 2, i, j, m, n, k, a, rsa, csa, b, ldb, e, c, ldc);
-        else
-            tile(R, 1, i, j, m, n, k, a, rsa, csa, b, ldb, e, c, ldc);
-    }
+    for (int64_t i = 0; i < m; i += R) tile_nv(R, nv, i, j, m, n, k, a, rsa, csa, b, ldb, e, c + i * ldc + j, ldc);
 }
 
 /* C = epilogue(A·B) with A(i, p) = a[i*rsa + p*csa] and B rows
@@ -127,7 +138,8 @@ MTLI_AVX512 static void gemm_rows(int64_t m, int64_t n, int64_t k, const float *
 
 /* dst (16 x 16, row stride ldd) = transpose of src (16 x 16, row stride
  * lds), in registers: 32-bit, 64-bit, then two 128-bit lane shuffles. */
-MTLI_AVX512 static inline void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd)
+MTLI_AVX512 __attribute__((always_inline)) static inline void transpose16(const float *src, int64_t lds, float *dst,
+                                                                         int64_t ldd)
 {
     __m512 r[16], t[16];
     _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
@@ -160,8 +172,8 @@ MTLI_AVX512 static inline void transpose16(const float *src, int64_t lds, float 
 }
 
 /* pack[p * NW + jj] = B(j + jj, p0 + p) for jj < w, p < kc (B stored n x k). */
-MTLI_AVX512 static void pack_bt(const float *b, int64_t ldb, int64_t j, int64_t w, int64_t p0, int64_t kc,
-                                float *pack)
+MTLI_AVX512 __attribute__((always_inline)) static inline void pack_bt(const float *b, int64_t ldb, int64_t j,
+                                                                     int64_t w, int64_t p0, int64_t kc, float *pack)
 {
     const int64_t w16 = w & ~(int64_t)15, k16 = kc & ~(int64_t)15;
     for (int64_t jj = 0; jj < w16; jj += 16)
@@ -189,6 +201,37 @@ MTLI_AVX512 static void gemm_bt(int64_t m, int64_t n, int64_t k, const float *a,
                                      last && e->relu };
             pack_bt(b, ldb, j, w, p0, kc, pack);
             gemm_rows(m, w, kc, a + p0 * csa, rsa, csa, pack, NW, &slice, c + j, ldc);
+        }
+    }
+}
+
+/* C = A·op(B) (A row-major, lda), computed tile by tile and handed to
+ * done() instead of being stored: panels of NW columns in order, and in
+ * each blocks of BR rows in order, each in a stack buffer (a few tiles per
+ * call keep the callback's per-call cost small).  With op(B) = Bᵀ,
+ * k <= KC: one packed panel serves every row block, and each element is
+ * the single chain over k that gemm_bt computes. */
+#define BR (4 * MR)
+MTLI_AVX512 static void gemm_tiles(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                                   const float *bm, int64_t ldb, mtli_tile_fn done, void *ctx)
+{
+    float pack[KC * NW] __attribute__((aligned(64)));
+    float blk[BR * NW] __attribute__((aligned(64)));
+    const epilogue e = { 1.0f, 0.0f, NULL, false };
+    for (int64_t j = 0; j < n; j += NW) {
+        const int64_t w = n - j < NW ? n - j : NW, nv = (w + 15) / 16;
+        const float *b = bm + j;
+        int64_t ldp = ldb;
+        if (trans_b) {
+            pack_bt(bm, ldb, j, w, 0, k, pack);
+            b = pack;
+            ldp = NW;
+        }
+        for (int64_t i0 = 0; i0 < m; i0 += BR) {
+            const int64_t rows = m - i0 < BR ? m - i0 : BR;
+            for (int64_t i = i0; i < i0 + rows; i += MR)
+                tile_nv(MR, nv, i, 0, m, w, k, a, lda, 1, b, ldp, &e, blk + (i - i0) * NW, NW);
+            done(ctx, i0, rows, j, w, blk, NW);
         }
     }
 }
@@ -283,6 +326,27 @@ bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, con
     return true;
 #else
     (void)relu;
+    return false;
+#endif
+}
+
+bool mtli_small_gemm_tiles_fit(bool trans_b, int64_t m, int64_t n, int64_t k)
+{
+    if (m < 1 || n < 1 || k < 1 || (trans_b && k > KC)) return false;
+    if (2.0 * (double)m * (double)n * (double)k > MTLI_SMALL_GEMM_MAX_FLOPS) return false;
+    return mtli_small_gemm_available();
+}
+
+bool mtli_small_gemm_tiles(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                           const float *bm, int64_t ldb, mtli_tile_fn done, void *ctx)
+{
+    if (!mtli_small_gemm_tiles_fit(trans_b, m, n, k) || !a || !bm || !done || lda < k || ldb < (trans_b ? k : n))
+        return false;
+#if MTLI_SMALL_GEMM_AVX512
+    gemm_tiles(trans_b, m, n, k, a, lda, bm, ldb, done, ctx);
+    return true;
+#else
+    (void)ctx;
     return false;
 #endif
 }

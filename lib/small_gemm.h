@@ -34,6 +34,25 @@ bool mtli_small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
 bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                               const float *bm, int64_t ldb, const float *bias, bool relu, float *c, int64_t ldc);
 
+/* C = A·op(B) (A m x k, row-major) without storing C: each tile of at
+ * most 16 rows x 64 columns goes to done(ctx, i, rows, j, cols, c, ldc) as
+ * soon as it is finished, c pointing at element (i, j) in a buffer on the
+ * stack that done may overwrite.  Column panels come in order and, within
+ * one, row blocks in order, so done sees each column's rows in order.
+ * The bits of every element equal mtli_small_gemm's.  A caller that
+ * turns each tile into something else at once (the layer below's
+ * backward epilogue, layers.c) needs no m x n buffer for C.
+ * Returns false, having called nothing, unless
+ * mtli_small_gemm_tiles_fit(trans_b, m, n, k) and the arguments are sane. */
+typedef void (*mtli_tile_fn)(void *ctx, int64_t i, int64_t rows, int64_t j, int64_t cols, float *c, int64_t ldc);
+bool mtli_small_gemm_tiles(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                           const float *bm, int64_t ldb, mtli_tile_fn done, void *ctx);
+/* Would mtli_small_gemm_tiles take this shape?  A small product (as
+ * mtli_small_gemm), and k <= 64 when op(B) = Bᵀ (one packed panel for all
+ * rows).  Depends on the shape and the CPU only; true for m rows means
+ * true for fewer. */
+bool mtli_small_gemm_tiles_fit(bool trans_b, int64_t m, int64_t n, int64_t k);
+
 /* m dot products y[i * incy] = a_i · x, a_i = a + i*lda of length k, x
  * contiguous: a 1-wide layer (its weight column dotted with every row), or
  * one row through a layer whose weight is stored transposed.  No size

@@ -1,10 +1,13 @@
 /* test_network_unit.c -- internals of the network: dropout masks (rate,
  * inverted scaling, reproducibility, independence of the row stride),
- * the layout spans of mtli_task_param_spans, and the engine's per-task
- * representation gradients (Σ_t dz_t equals the fused dz). */
+ * the layout spans of mtli_task_param_spans, the engine's per-task
+ * representation gradients (Σ_t dz_t equals the fused dz), and the fused
+ * backward step (input gradient + the layer below's epilogue) against its
+ * two-pass definition. */
 #include "engine.h"
 #include "harness.h"
 #include "mtl_internal.h"
+#include "small_gemm.h"
 
 #include <stdlib.h>
 
@@ -200,4 +203,131 @@ TEST(task_representation_gradients)
     return 0;
 }
 
-TEST_MAIN(TEST_ENTRY(dropout_masks), TEST_ENTRY(task_param_spans), TEST_ENTRY(task_representation_gradients))
+/* One case of input_grad_finish_equals_two_passes: L (fan_out wide, its
+ * weight transposed or not) above `below` (fan_in wide), m rows.  Returns
+ * 1 if the fused call ran, 0 if it declined, -1 on a failed check. */
+static int fused_case(const mtli_blas *b, int64_t m, int64_t fan_in, int64_t fan_out, bool w_trans,
+                      mtl_activation act, float dropout)
+{
+    const int64_t ld = fan_in + 2, ldd = fan_out + 3, nw = fan_in * fan_out;
+    mtli_layer L, below;
+    memset(&L, 0, sizeof L);
+    memset(&below, 0, sizeof below);
+    L.fan_in = fan_in;
+    L.fan_out = fan_out;
+    L.w_trans = w_trans;
+    L.ldw = w_trans ? fan_in : fan_out;
+    below.fan_in = 9;
+    below.fan_out = fan_in;
+    below.act = act;
+    below.dropout = dropout;
+    below.b_off = 5; /* in grads */
+    float *params = malloc((size_t)nw * sizeof(float));
+    float *d = malloc((size_t)(m * ldd) * sizeof(float));
+    float *pre[2], *post[2], *grads[2];
+    float *scratch = malloc((size_t)(m * fan_in) * sizeof(float));
+    uint8_t *mask = malloc((size_t)(m * ld));
+    for (int v = 0; v < 2; v++) {
+        pre[v] = malloc((size_t)(m * ld) * sizeof(float));
+        post[v] = mtli_layer_needs_post(&below) ? malloc((size_t)(m * ld) * sizeof(float)) : pre[v];
+        grads[v] = calloc((size_t)(fan_in + 10), sizeof(float));
+    }
+    for (int64_t i = 0; i < nw; i++) params[i] = (float)sin(0.7 * (double)i + 0.3);
+    for (int64_t i = 0; i < m * ldd; i++) d[i] = (float)cos(1.3 * (double)i);
+    for (int64_t i = 0; i < m * ld; i++) {
+        mask[i] = (uint8_t)((i * 7 + 3) % 4 != 0);
+        for (int v = 0; v < 2; v++) {
+            pre[v][i] = (float)sin(0.37 * (double)i);            /* GELU's input */
+            post[v][i] = (float)(0.9 * sin(0.37 * (double)i)); /* the activation's output */
+        }
+    }
+    mtli_slot s[2];
+    for (int v = 0; v < 2; v++) s[v] = (mtli_slot){ pre[v], post[v], post[v], NULL, dropout > 0.0f ? mask : NULL, ld };
+
+    int result = -1;
+    if (mtli_dense_input_grad(b, &L, params, m, d, ldd, 1.0f, 0.0f, scratch, fan_in) != MTL_OK) goto done;
+    mtli_dense_finish_backward_to(&below, params, grads[0], m, &s[0], true, scratch, fan_in, pre[0], ld, 1);
+    const bool fused = mtli_dense_input_grad_finish(&L, params, m, d, ldd, &below, grads[1], &s[1], true, pre[1], ld);
+    if (fused != mtli_dense_input_grad_fuses(&L, &below, m)) {
+        fprintf(stderr, "  fused %d but fuses() says %d\n", fused, !fused);
+        goto done;
+    }
+    if (!fused) { /* declined: nothing written (pre[1] still holds what was put there) */
+        for (int64_t i = 0; i < m * ld; i++)
+            if (pre[1][i] != (post[1] == pre[1] ? (float)(0.9 * sin(0.37 * (double)i)) : (float)sin(0.37 * (double)i)))
+                goto done;
+        for (int64_t j = 0; j < fan_in + 10; j++)
+            if (grads[1][j] != 0.0f) goto done;
+        result = 0;
+        goto done;
+    }
+    for (int64_t i = 0; i < m; i++)
+        if (memcmp(pre[0] + i * ld, pre[1] + i * ld, (size_t)fan_in * sizeof(float))) {
+            fprintf(stderr, "  row %lld of dz differs\n", (long long)i);
+            goto done;
+        }
+    if (memcmp(grads[0], grads[1], (size_t)(fan_in + 10) * sizeof(float))) {
+        fprintf(stderr, "  bias gradients differ\n");
+        goto done;
+    }
+    result = 1;
+done:
+    if (result < 0)
+        fprintf(stderr, "  case m %lld, fan_in %lld, fan_out %lld, w_trans %d, act %d, dropout %g\n", (long long)m,
+                (long long)fan_in, (long long)fan_out, w_trans, (int)act, (double)dropout);
+    for (int v = 0; v < 2; v++) {
+        if (post[v] != pre[v]) free(post[v]);
+        free(pre[v]);
+        free(grads[v]);
+    }
+    free(params);
+    free(d);
+    free(scratch);
+    free(mask);
+    return result;
+}
+
+/* The training engine's fused backward step (mtli_dense_input_grad_finish:
+ * a layer's input gradient turned tile by tile into the layer below's
+ * dL/d(pre), no scratch matrix) against its definition in two passes
+ * (mtli_dense_input_grad into a scratch matrix, then
+ * mtli_dense_finish_backward_to): bitwise equal dz and bias gradient, for
+ * every activation, with and without dropout, rank one and small-kernel
+ * products with the weight stored either way, rows not a multiple of 4,
+ * widths not a multiple of 16 or 64.  A declined case writes nothing. */
+TEST(input_grad_finish_equals_two_passes)
+{
+    mtli_settings st;
+    mtli_settings_defaults(&st);
+    mtli_blas b;
+    mtli_blas_init(&b, &st);
+    const int64_t rows[] = { 1, 3, 37, 64 }, ins[] = { 5, 64, 70, 130 }, outs[] = { 1, 17, 64, 65 };
+    int fused_gemm = 0, fused_rank_one = 0;
+    for (int a = 0; a <= MTL_ACT_SOFTPLUS; a++)
+        for (int drop = 0; drop < 2; drop++)
+            for (int ri = 0; ri < 4; ri++)
+                for (int ii = 0; ii < 4; ii++)
+                    for (int oi = 0; oi < 4; oi++)
+                        for (int wt = 0; wt < 2; wt++) {
+                            const int r = fused_case(&b, rows[ri], ins[ii], outs[oi], wt, (mtl_activation)a,
+                                                     drop ? 0.25f : 0.0f);
+                            ASSERT(r >= 0);
+                            if (r == 1 && outs[oi] == 1) fused_rank_one++;
+                            if (r == 1 && outs[oi] > 1) fused_gemm++;
+                        }
+    ASSERT(fused_rank_one == 7 * 2 * 4 * 4 * 2); /* plain loops: every CPU */
+    if (mtli_small_gemm_available()) ASSERT(fused_gemm > 0);
+    /* Declined: the layer below normalises; a transposed product wider
+     * than one packed panel (k = 65). */
+    mtli_layer L = { .fan_in = 8, .fan_out = 65, .ldw = 65 }, below = { .fan_in = 3, .fan_out = 8, .layer_norm = true };
+    ASSERT(!mtli_dense_input_grad_fuses(&L, &below, 4));
+    below.layer_norm = false;
+    ASSERT(!mtli_dense_input_grad_fuses(&L, &below, 4));
+    L.fan_out = 64;
+    L.ldw = 64;
+    ASSERT(mtli_dense_input_grad_fuses(&L, &below, 4) == mtli_small_gemm_available());
+    return 0;
+}
+
+TEST_MAIN(TEST_ENTRY(dropout_masks), TEST_ENTRY(task_param_spans), TEST_ENTRY(task_representation_gradients),
+          TEST_ENTRY(input_grad_finish_equals_two_passes))
