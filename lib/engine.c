@@ -24,6 +24,29 @@ mtli_layer mtli_fused_layer(const mtl_model *m)
     return F;
 }
 
+/* Task t's columns of the fused layer end here. */
+static int64_t fused_col_end(const mtl_model *m, int64_t t)
+{
+    return m->tasks[t].fused_col + m->tasks[t].layers[0].fan_out;
+}
+
+mtli_layer mtli_fused_layer_of(const mtl_model *m, int64_t t0, int64_t t1)
+{
+    mtli_layer F = mtli_fused_layer(m);
+    const int64_t col0 = m->tasks[t0].fused_col;
+    F.fan_out = fused_col_end(m, t1 - 1) - col0;
+    F.w_off += col0 * F.ldw; /* stored transposed: one row per column */
+    return F;
+}
+
+int64_t mtli_plan_group_end(const mtl_model *m, int64_t fused_ld, int64_t t0)
+{
+    const int64_t col0 = m->tasks[t0].fused_col;
+    int64_t t1 = t0 + 1;
+    while (t1 < m->n_tasks && fused_col_end(m, t1) - col0 <= fused_ld) t1++;
+    return t1;
+}
+
 int64_t mtli_layer_id(int64_t task, int64_t j)
 {
     return task < 0 ? j : MTLI_MAX_LAYERS * (1 + task) + j;
@@ -53,16 +76,18 @@ mtl_status mtli_forward_trunk(const mtl_model *m, const mtli_blas *b, const mtli
     return MTL_OK;
 }
 
-mtl_status mtli_forward_heads(const mtl_model *m, const mtli_blas *b, const mtli_plan *p, int64_t n,
-                              const float *z, int64_t ldz, bool dropout_on, uint64_t seed, int64_t step)
+/* Tasks [t0, t1): their first layers as one GEMM over the trunk output
+ * (with the biases and activation applied as it is stored, when the small
+ * kernel can), then each task's own bias, norm and activation, then the
+ * rest of each head. */
+static mtl_status forward_head_group(const mtl_model *m, const mtli_blas *b, const mtli_plan *p, int64_t t0,
+                                     int64_t t1, int64_t n, const float *z, int64_t ldz, bool dropout_on,
+                                     uint64_t seed, int64_t step)
 {
-    /* The first layer of every head at once: one GEMM over the trunk output
-     * (with the biases and activation applied as it is stored, when the
-     * small kernel can), then each task's own bias, norm and activation. */
-    const mtli_layer F = mtli_fused_layer(m);
-    const bool finished = mtli_fused_forward_small(m, &F, n, z, ldz, p->fused, p->fused_pre);
-    if (!finished) MTLI_TRY(mtli_dense_matmul(b, &F, m->params, n, z, ldz, p->fused_pre, m->fused_width));
-    for (int64_t t = 0; t < m->n_tasks; t++) {
+    const mtli_layer F = mtli_fused_layer_of(m, t0, t1);
+    const bool finished = mtli_fused_forward_small(m, &F, t0, t1, n, z, ldz, p->fused, p->fused_pre, p->fused_ld);
+    if (!finished) MTLI_TRY(mtli_dense_matmul(b, &F, m->params, n, z, ldz, p->fused_pre, p->fused_ld));
+    for (int64_t t = t0; t < t1; t++) {
         const mtli_layer *L0 = &m->tasks[t].layers[0];
         const uint64_t key = key_for(L0, dropout_on, seed, step, mtli_layer_id(t, 0));
         if (!finished)
@@ -70,7 +95,7 @@ mtl_status mtli_forward_heads(const mtl_model *m, const mtli_blas *b, const mtli
         else if (dropout_on && L0->dropout > 0.0f)
             mtli_dense_dropout(L0, n, &p->fused[t], key);
     }
-    for (int64_t t = 0; t < m->n_tasks; t++) {
+    for (int64_t t = t0; t < t1; t++) {
         const mtli_task *task = &m->tasks[t];
         const float *in = mtli_slot_output(&task->layers[0], &p->fused[t], dropout_on);
         int64_t ldin = p->fused[t].ld;
@@ -82,6 +107,16 @@ mtl_status mtli_forward_heads(const mtl_model *m, const mtli_blas *b, const mtli
             in = mtli_slot_output(L, s, dropout_on);
             ldin = s->ld;
         }
+    }
+    return MTL_OK;
+}
+
+mtl_status mtli_forward_heads(const mtl_model *m, const mtli_blas *b, const mtli_plan *p, int64_t n,
+                              const float *z, int64_t ldz, bool dropout_on, uint64_t seed, int64_t step)
+{
+    for (int64_t t0 = 0, t1; t0 < m->n_tasks; t0 = t1) {
+        t1 = mtli_plan_group_end(m, p->fused_ld, t0);
+        MTLI_TRY(forward_head_group(m, b, p, t0, t1, n, z, ldz, dropout_on, seed, step));
     }
     return MTL_OK;
 }
@@ -151,6 +186,7 @@ static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
         any_drop |= m->tasks[t].layers[0].dropout > 0.0f;
     }
     p->fused_pre = mtli_carve(c, B * (size_t)Fw, sizeof(float));
+    p->fused_ld = Fw;
     float *post = any_post ? mtli_carve(c, B * (size_t)Fw, sizeof(float)) : NULL;
     float *out = any_drop ? mtli_carve(c, B * (size_t)Fw, sizeof(float)) : NULL;
     uint8_t *mask = any_drop ? mtli_carve(c, B * (size_t)Fw, 1) : NULL;

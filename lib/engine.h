@@ -56,7 +56,9 @@
  * engine gives every layer its own; predict's workspace reuses two. */
 typedef struct mtli_plan {
     mtli_slot *trunk;     /* n_trunk */
-    float *fused_pre;     /* max_batch x F: the fused GEMM's output */
+    float *fused_pre;     /* max_batch x fused_ld: the fused GEMM's output */
+    int64_t fused_ld;     /* fused_width; or, in a workspace, less: the first layers then run in
+                           * groups of tasks (mtli_plan_group_end) that take turns in fused_pre */
     mtli_slot *fused;     /* T: each task's column block of the fused layer (ld F) */
     mtli_slot *head;      /* layers 1..n_hidden of every task */
     int64_t *head_first;  /* T: index in `head` of task t's layer 1 */
@@ -65,6 +67,14 @@ typedef struct mtli_plan {
 /* The fused first head layers of all tasks as one (view) layer: weight
  * F x E transposed at fused_w_off, no bias of its own (biases stay per task). */
 mtli_layer mtli_fused_layer(const mtl_model *m);
+/* The same for tasks [t0, t1) only: their columns of the fused layer. */
+mtli_layer mtli_fused_layer_of(const mtl_model *m, int64_t t0, int64_t t1);
+/* One past the last task of the group that starts at task t0: as many
+ * tasks as fit fused_ld columns (all of them when fused_ld is the fused
+ * width), at least one.  Each element of the fused product is computed
+ * alone (a chain over k), so groups give the bits of the whole product
+ * when the same kernel takes both: predict.c groups only then. */
+int64_t mtli_plan_group_end(const mtl_model *m, int64_t fused_ld, int64_t t0);
 
 /* Unique id of a layer (dropout keys): trunk i -> i, task t layer j ->
  * MTLI_MAX_LAYERS * (1 + t) + j;  all < 2^16. */

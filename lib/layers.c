@@ -377,22 +377,23 @@ void mtli_dense_dropout(const mtli_layer *L, int64_t m, const mtli_slot *s, uint
 /* Widest fused layer whose biases are gathered on the stack. */
 #define MTLI_FUSED_BIAS_MAX 1024
 
-bool mtli_fused_forward_small(const mtl_model *model, const mtli_layer *F, int64_t m, const float *z, int64_t ldz,
-                              const mtli_slot *slots, float *out)
+bool mtli_fused_forward_small(const mtl_model *model, const mtli_layer *F, int64_t t0, int64_t t1, int64_t m,
+                              const float *z, int64_t ldz, const mtli_slot *slots, float *out, int64_t ldo)
 {
-    const int64_t W = model->fused_width;
+    const int64_t W = F->fan_out, col0 = model->tasks[t0].fused_col;
     /* one row: W is stored transposed, and the gemv of mtli_dense_matmul is faster */
-    if (m == 1 || W > MTLI_FUSED_BIAS_MAX || model->n_tasks < 1) return false;
-    const mtl_activation act = model->tasks[0].layers[0].act;
+    if (m == 1 || W > MTLI_FUSED_BIAS_MAX) return false;
+    const mtl_activation act = model->tasks[t0].layers[0].act;
     if (act != MTL_ACT_RELU && act != MTL_ACT_IDENTITY) return false;
     float bias[MTLI_FUSED_BIAS_MAX]; /* the tasks' first-layer biases, side by side like their columns */
-    for (int64_t t = 0; t < model->n_tasks; t++) {
+    for (int64_t t = t0; t < t1; t++) {
         const mtli_layer *L0 = &model->tasks[t].layers[0];
         if (L0->layer_norm || L0->act != act || slots[t].post != slots[t].pre) return false;
-        memcpy(bias + model->tasks[t].fused_col, model->params + L0->b_off, (size_t)L0->fan_out * sizeof(float));
+        memcpy(bias + model->tasks[t].fused_col - col0, model->params + L0->b_off,
+               (size_t)L0->fan_out * sizeof(float));
     }
     return mtli_small_gemm_bias_act(true, m, W, F->fan_in, z, ldz, model->params + F->w_off, F->ldw, bias,
-                                    act == MTL_ACT_RELU, out, W);
+                                    act == MTL_ACT_RELU, out, ldo);
 }
 
 /* ---- backward epilogue ------------------------------------------------------------------- */

@@ -81,14 +81,14 @@ mtl_status mtli_dense_forward(const mtli_blas *b, const mtli_layer *L, const flo
  * mtli_dense_finish does. */
 void mtli_dense_dropout(const mtli_layer *L, int64_t m, const mtli_slot *s, uint64_t dropout_key);
 
-/* The fused first layers of all heads (F = mtli_fused_layer) for m rows
- * into out (row stride fused_width), bias and activation included, when
- * the small kernel takes the product and every task's first layer is a
- * plain layer (no norm, post == pre) with the same ReLU or identity
+/* The fused first layers of tasks [t0, t1) (F = mtli_fused_layer_of) for
+ * m rows into out (row stride ldo), bias and activation included, when
+ * the small kernel takes the product and each of these tasks' first layer
+ * is a plain layer (no norm, post == pre) with the same ReLU or identity
  * activation.  Returns false, having done nothing, otherwise.  Dropout is
  * left to the caller. */
-bool mtli_fused_forward_small(const mtl_model *model, const mtli_layer *F, int64_t m, const float *z, int64_t ldz,
-                              const mtli_slot *slots, float *out);
+bool mtli_fused_forward_small(const mtl_model *model, const mtli_layer *F, int64_t t0, int64_t t1, int64_t m,
+                              const float *z, int64_t ldz, const mtli_slot *slots, float *out, int64_t ldo);
 
 /* grads[W] = Xᵀ·d (assigned). */
 mtl_status mtli_dense_weight_grad(const mtli_blas *b, const mtli_layer *L, float *grads, int64_t m,

@@ -26,6 +26,11 @@
 #define MTLI_PART_ROWS 1024
 #define MTLI_MIN_PART_ROWS 512
 
+static void widen(int64_t *w, int64_t width)
+{
+    if (width > *w) *w = width;
+}
+
 struct mtl_workspace {
     mtli_settings settings;
     const mtl_model *model; /* the model it was sized for */
@@ -52,7 +57,8 @@ struct mtl_workspace {
  * act[1], each as wide as the widest thing it holds:
  *     scaled inputs        act[1]      read only by trunk layer 0 (it writes act[0])
  *     trunk layer i        act[i % 2]  the last one's output, z, ends in act[Z]
- *     fused first layers   act[F]      F = n_trunk % 2: the buffer z is not in
+ *     fused first layers   act[F]      F = n_trunk % 2: the buffer z is not in; in
+ *                                      groups of tasks when that saves memory (fused_ld)
  *     head layer j >= 1    act[Z] for odd j, head_mid for even j (the fused
  *                          block stays: the other tasks still read theirs)
  *     output layers        logits      (a task without hidden layers: in act[F])
@@ -60,21 +66,46 @@ struct mtl_workspace {
  * Without a trunk z is the input itself, scaled in act[1] = act[Z]. */
 typedef struct ws_widths {
     int64_t act[2], head_mid, logits;
+    int64_t fused_ld; /* row stride of the fused layer's buffer */
     bool xs;
 } ws_widths;
 
-static void widen(int64_t *w, int64_t width)
+/* A workspace runs the fused first layers in groups of tasks when that
+ * saves at least this many bytes. */
+#define MTLI_GROUP_MIN_SAVING 4096
+
+/* Row stride of the fused layer in act[F], which already holds `have`
+ * floats a row.  The whole layer needs fused_width.  Groups of tasks
+ * (mtli_plan_group_end) can take turns in `have` columns, when
+ *  - every head is one hidden layer and its output layer: the outputs go
+ *    to the logits, and nothing else is written over z until the last
+ *    group has read it;
+ *  - the small kernel takes the whole fused product at these rows (and so
+ *    each group's, and at one row both are dot products): each element
+ *    is then computed alone, and groups give the bits of the whole;
+ *  - it saves MTLI_GROUP_MIN_SAVING bytes or more.
+ * At W1 (3 heads of 32, trunk of 64) a 64-row workspace saves 8 KB. */
+static int64_t fused_ld(const mtl_model *m, int64_t rows, int64_t have)
 {
-    if (width > *w) *w = width;
+    const int64_t whole = m->fused_width;
+    for (int64_t t = 0; t < m->n_tasks; t++) {
+        if (m->tasks[t].n_hidden != 1) return whole;
+        widen(&have, m->tasks[t].layers[0].fan_out);
+    }
+    if (have >= whole || !mtli_small_gemm_available()) return whole;
+    if (2.0 * (double)rows * (double)whole * (double)m->embed_width > MTLI_SMALL_GEMM_MAX_FLOPS) return whole;
+    if ((double)(whole - have) * (double)rows * sizeof(float) < MTLI_GROUP_MIN_SAVING) return whole;
+    return have;
 }
 
-static ws_widths buffer_widths(const mtl_model *m)
+static ws_widths buffer_widths(const mtl_model *m, int64_t rows)
 {
-    ws_widths w = { { 0, 0 }, 0, 0, m->scalers.fitted };
+    ws_widths w = { { 0, 0 }, 0, 0, 0, m->scalers.fitted };
     const int64_t F = m->n_trunk % 2, Z = 1 - F;
     for (int64_t i = 0; i < m->n_trunk; i++) widen(&w.act[i % 2], m->trunk[i].fan_out);
     if (w.xs) widen(&w.act[1], m->n_inputs);
-    widen(&w.act[F], m->fused_width);
+    w.fused_ld = fused_ld(m, rows, w.act[F]);
+    widen(&w.act[F], w.fused_ld);
     widen(&w.act[Z], m->output_width);
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const mtli_task *task = &m->tasks[t];
@@ -97,7 +128,7 @@ static void ws_plan(mtl_workspace *ws, const mtl_model *m, mtli_carver *c)
 {
     const size_t R = (size_t)ws->rows, T = (size_t)m->n_tasks;
     const int64_t F = m->n_trunk % 2, Z = 1 - F;
-    const ws_widths w = buffer_widths(m);
+    const ws_widths w = buffer_widths(m, ws->rows);
     mtli_plan *p = &ws->plan;
     int64_t n_head = 0;
     for (size_t t = 0; t < T; t++) n_head += m->tasks[t].n_hidden;
@@ -116,11 +147,17 @@ static void ws_plan(mtl_workspace *ws, const mtl_model *m, mtli_carver *c)
     ws->xs = w.xs ? ws->act[1] : NULL;
     ws->outbuf = ws->act[Z];
     p->fused_pre = ws->act[F];
+    p->fused_ld = w.fused_ld;
     for (int64_t i = 0; i < m->n_trunk; i++) inference_slot(&p->trunk[i], ws->act[i % 2], m->trunk[i].fan_out);
+    /* each group of tasks from column 0 of the fused buffer */
+    for (int64_t t0 = 0, t1; t0 < m->n_tasks; t0 = t1) {
+        t1 = mtli_plan_group_end(m, w.fused_ld, t0);
+        for (int64_t t = t0; t < t1; t++)
+            inference_slot(&p->fused[t], p->fused_pre + m->tasks[t].fused_col - m->tasks[t0].fused_col, w.fused_ld);
+    }
     int64_t k = 0;
     for (size_t t = 0; t < T; t++) {
         const mtli_task *task = &m->tasks[t];
-        inference_slot(&p->fused[t], p->fused_pre + task->fused_col, m->fused_width);
         p->head_first[t] = k;
         for (int64_t j = 1; j <= task->n_hidden; j++, k++) {
             if (j == task->n_hidden) /* output layer: its own columns of the logits */

@@ -14,11 +14,14 @@
  *    inputs is allocated once, by the first predict (and an allocation
  *    failure there is MTL_ERR_OUT_OF_MEMORY, `out` untouched, and the
  *    workspace still usable);
- *  - the workspace's bytes, counted by hand from its buffer layout.
+ *  - the workspace's bytes, counted by hand from its buffer layout (also
+ *    for a W1-shaped model whose fused first layers run in groups of
+ *    tasks, compared bitwise with the whole product by the sweeps).
  * (Under valgrind, rows are compared to rounding only: see under_valgrind.) */
 #include "engine.h"
 #include "losses.h"
 #include "mtl_internal.h"
+#include "small_gemm.h"
 #include "test_network_common.h"
 
 enum { MAX_LAYERS = 8 };
@@ -159,6 +162,7 @@ static void ref_plan(ref_buffers *b, const mtl_model *m, int64_t c)
         ref_slot(&b->trunk[i], ref_buf(b, c, m->trunk[i].fan_out), m->trunk[i].fan_out);
     b->plan.trunk = b->trunk;
     b->plan.fused_pre = ref_buf(b, c, m->fused_width);
+    b->plan.fused_ld = m->fused_width; /* the whole fused layer at once */
     b->plan.fused = b->fused;
     b->plan.head = b->head;
     b->plan.head_first = b->head_first;
@@ -587,6 +591,29 @@ TEST(workspace_bytes)
         FAILF("a 512-row workspace holds %zu bytes, expected %zu + slots", bytes[0], buffers);
     ASSERT_EQ_INT(bytes[2], bytes[1]);
     ASSERT(bytes[1] > bytes[0]);
+    mtl_model_destroy(m);
+
+    /* "small" (W1-shaped: trunk 64-64, heads 3 x 32 -> 1), 64 rows: the
+     * fused layer (96 wide) takes turns in groups of tasks ({0, 1}: 64
+     * columns, {2}: 32) in act[0], which trunk layer 0 already makes 64
+     * wide; act[1] trunk 1 (64), logits 3.  Without AVX-512 (or under
+     * valgrind) the small kernel is not there to keep groups bitwise equal
+     * to the whole product: act[0] is then 96 wide.  One row: no groups
+     * (they would save 128 bytes). */
+    m = make_model(&SPECS[1], ctx);
+    ASSERT(m);
+    const int64_t act0 = mtli_small_gemm_available() ? 64 : 96;
+    const int64_t small_rows[2] = { 64, 1 }, small_width[2] = { act0 + 64 + 3, 96 + 64 + 3 };
+    for (int k = 0; k < 2; k++) {
+        const size_t live0 = g_live;
+        mtl_workspace *ws = NULL;
+        ASSERT_OK(mtl_workspace_create(&ws, m, small_rows[k]));
+        const size_t got = g_live - live0, want = (size_t)(small_rows[k] * small_width[k]) * sizeof(float);
+        mtl_workspace_destroy(ws);
+        if (got < want || got > want + 4096)
+            FAILF("a %lld-row workspace of \"small\" holds %zu bytes, expected %zu + slots", (long long)small_rows[k],
+                  got, want);
+    }
     mtl_model_destroy(m);
     mtl_context_destroy(ctx);
     return 0;
