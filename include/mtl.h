@@ -468,7 +468,11 @@ MTL_API mtl_status mtl_model_check_domain(const mtl_model *model, int64_t n, con
 typedef struct mtl_workspace mtl_workspace;
 
 /** Scratch for predict, sized for `max_batch` rows (larger calls are
- *  processed in chunks).  One workspace per predicting thread.  Destroy it
+ *  processed in chunks).  One workspace per predicting thread.  With
+ *  MTL_OPT_NUM_THREADS > 1 BLIS threads each big product; a small model's
+ *  passes (a few hundred rows on libmtl's own kernel) instead run on
+ *  separate threads, and the workspace holds one set of pass buffers per
+ *  thread (never more sets than max_batch needs).  Destroy it
  *  before its model (a workspace used with any other model, or after its
  *  model was destroyed and another created, is MTL_ERR_INVALID_ARGUMENT).
  *  Create it after mtl_model_fit_scalers: after a later fit, the first

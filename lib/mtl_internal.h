@@ -374,6 +374,15 @@ int64_t mtli_elementwise_threads(int64_t n, int64_t num_threads);
  * (fewer threads if OpenMP gives fewer; serially when n_threads <= 1). */
 typedef void (*mtli_slice_fn)(void *ctx, int64_t lo, int64_t hi);
 void mtli_run_slices(mtli_slice_fn body, void *ctx, int64_t n, int64_t n_threads);
+/* Threads for n_tasks independent tasks of similar size (predict's passes
+ * of a small model): min(num_threads, n_tasks), 1 without OpenMP. */
+int64_t mtli_task_threads(int64_t n_tasks, int64_t num_threads);
+/* Run body(ctx, k, lo, hi) on up to n_threads threads, thread k taking
+ * tasks [lo, hi) of [0, n) in an even contiguous split (no rounding);
+ * k < n_threads indexes per-thread state.  Serially (k = 0) when
+ * n_threads <= 1 or n <= 1. */
+typedef void (*mtli_part_fn)(void *ctx, int64_t k, int64_t lo, int64_t hi);
+void mtli_run_parts(mtli_part_fn body, void *ctx, int64_t n, int64_t n_threads);
 void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                            const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
                            int isa, int64_t n_threads);

@@ -66,3 +66,25 @@ void mtli_run_slices(mtli_slice_fn body, void *ctx, int64_t n, int64_t n_threads
     (void)n_threads;
     body(ctx, 0, n);
 }
+
+int64_t mtli_task_threads(int64_t n_tasks, int64_t num_threads)
+{
+    return threads_for(n_tasks, num_threads, 1);
+}
+
+void mtli_run_parts(mtli_part_fn body, void *ctx, int64_t n, int64_t n_threads)
+{
+#ifdef _OPENMP
+    if (n_threads > 1 && n > 1) {
+#pragma omp parallel num_threads((int)(n_threads < n ? n_threads : n))
+        {
+            const int64_t k = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t lo = n * k / nt, hi = n * (k + 1) / nt;
+            if (lo < hi) body(ctx, k, lo, hi);
+        }
+        return;
+    }
+#endif
+    (void)n_threads;
+    if (n > 0) body(ctx, 0, 0, n);
+}

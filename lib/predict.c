@@ -3,7 +3,9 @@
  * A workspace holds every buffer a forward pass needs, so predict
  * allocates nothing and a const model can serve many threads at once, each
  * with its own workspace.  Rows go through the network in passes
- * (pass_rows) and a long pass in parts (next_part) that give the same bits.
+ * (pass_rows) and a long pass in parts (next_part) that give the same bits;
+ * a small model's passes run on the handle's threads, each thread in a
+ * lane of buffers of its own (ws_lane).
  * Inference keeps no activations for a backward pass: layers take turns
  * in two ping-pong buffers (ws_widths), layer norm and activations run in
  * place, and at one row every layer is a gemv or dot products
@@ -14,6 +16,7 @@
 #include "small_gemm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define MTLI_MAX_WS_BATCH ((int64_t)1 << 24)
@@ -31,6 +34,21 @@ static void widen(int64_t *w, int64_t width)
     if (width > *w) *w = width;
 }
 
+/* One set of pass buffers.  A workspace whose passes run on libmtl's own
+ * kernel, one thread each (a small model: pass_rows), has one lane per
+ * thread that may run passes at once; any other has one, and BLIS threads
+ * its GEMMs. */
+typedef struct ws_lane {
+    float *act[2];     /* the ping-pong buffers (see ws_widths), rows x act_width[i] floats */
+    float *xs;         /* rows x n_inputs: scaled inputs (in act[1] or xs_late; NULL until needed) */
+    float *xs_late;    /* made by the first predict after mtl_model_fit_scalers, when act[1] is too narrow */
+    float *logits;     /* rows x output_width: output layers of tasks with hidden layers */
+    float *outbuf;     /* rows x output_width: predict_labels' outputs (in act[Z]) */
+    mtli_plan plan;
+    mtl_status status; /* of the passes this lane ran in the last call (threaded calls) */
+    char msg[256];     /* ...and the error message its thread set */
+} ws_lane;
+
 struct mtl_workspace {
     mtli_settings settings;
     const mtl_model *model; /* the model it was sized for */
@@ -39,15 +57,11 @@ struct mtl_workspace {
     int64_t pass_rows;    /* rows per pass (<= max_batch): each layer's kernel is picked for a pass */
     int64_t rows;         /* rows the buffers hold (<= pass_rows): a longer pass runs in parts */
     int64_t min_part;     /* fewest rows of a part (see min_part_rows) */
+    int64_t act_width[2]; /* every lane's act[i] is rows x act_width[i] floats */
+    int64_t n_lanes;
+    ws_lane *lane;        /* n_lanes */
     void *arena;
     size_t bytes;
-    float *act[2];        /* the ping-pong buffers (see ws_widths)... */
-    int64_t act_width[2]; /* ...of rows x act_width[i] floats */
-    float *xs;            /* rows x n_inputs: scaled inputs (in act[1] or xs_late; NULL until needed) */
-    float *xs_late;       /* made by the first predict after mtl_model_fit_scalers, when act[1] is too narrow */
-    float *logits;        /* rows x output_width: output layers of tasks with hidden layers */
-    float *outbuf;        /* rows x output_width: predict_labels' outputs (in act[Z]) */
-    mtli_plan plan;
 };
 
 /* ---- create / destroy ------------------------------------------------------------------ */
@@ -123,49 +137,65 @@ static void inference_slot(mtli_slot *s, float *buf, int64_t ld)
     s->ld = ld;
 }
 
-/* Same code for sizing (base NULL) and carving. */
-static void ws_plan(mtl_workspace *ws, const mtl_model *m, mtli_carver *c)
+/* One lane's buffers and plan; the same code sizes (base NULL, lane NULL)
+ * and carves. */
+static void lane_plan(const mtl_workspace *ws, const mtl_model *m, const ws_widths *w, mtli_carver *c,
+                      ws_lane *lane)
 {
     const size_t R = (size_t)ws->rows, T = (size_t)m->n_tasks;
     const int64_t F = m->n_trunk % 2, Z = 1 - F;
-    const ws_widths w = buffer_widths(m, ws->rows);
-    mtli_plan *p = &ws->plan;
     int64_t n_head = 0;
     for (size_t t = 0; t < T; t++) n_head += m->tasks[t].n_hidden;
-    ws->act_width[0] = w.act[0];
-    ws->act_width[1] = w.act[1];
-    ws->act[0] = mtli_carve(c, R, (size_t)w.act[0] * sizeof(float));
-    ws->act[1] = mtli_carve(c, R, (size_t)w.act[1] * sizeof(float));
-    float *head_mid = mtli_carve(c, R, (size_t)w.head_mid * sizeof(float));
-    ws->logits = mtli_carve(c, R, (size_t)w.logits * sizeof(float));
-    p->trunk = mtli_carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
-    p->fused = mtli_carve(c, T, sizeof(mtli_slot));
-    p->head = mtli_carve(c, (size_t)n_head, sizeof(mtli_slot));
-    p->head_first = mtli_carve(c, T, sizeof(int64_t));
+    float *act[2];
+    act[0] = mtli_carve(c, R, (size_t)w->act[0] * sizeof(float));
+    act[1] = mtli_carve(c, R, (size_t)w->act[1] * sizeof(float));
+    float *head_mid = mtli_carve(c, R, (size_t)w->head_mid * sizeof(float));
+    float *logits = mtli_carve(c, R, (size_t)w->logits * sizeof(float));
+    mtli_plan p;
+    memset(&p, 0, sizeof p);
+    p.trunk = mtli_carve(c, (size_t)m->n_trunk, sizeof(mtli_slot));
+    p.fused = mtli_carve(c, T, sizeof(mtli_slot));
+    p.head = mtli_carve(c, (size_t)n_head, sizeof(mtli_slot));
+    p.head_first = mtli_carve(c, T, sizeof(int64_t));
     if (!c->base) return;
 
-    ws->xs = w.xs ? ws->act[1] : NULL;
-    ws->outbuf = ws->act[Z];
-    p->fused_pre = ws->act[F];
-    p->fused_ld = w.fused_ld;
-    for (int64_t i = 0; i < m->n_trunk; i++) inference_slot(&p->trunk[i], ws->act[i % 2], m->trunk[i].fan_out);
+    memset(lane, 0, sizeof *lane); /* the arena is not zeroed */
+    lane->act[0] = act[0];
+    lane->act[1] = act[1];
+    lane->logits = logits;
+    lane->xs = w->xs ? act[1] : NULL;
+    lane->outbuf = act[Z];
+    p.fused_pre = act[F];
+    p.fused_ld = w->fused_ld;
+    for (int64_t i = 0; i < m->n_trunk; i++) inference_slot(&p.trunk[i], act[i % 2], m->trunk[i].fan_out);
     /* each group of tasks from column 0 of the fused buffer */
     for (int64_t t0 = 0, t1; t0 < m->n_tasks; t0 = t1) {
-        t1 = mtli_plan_group_end(m, w.fused_ld, t0);
+        t1 = mtli_plan_group_end(m, w->fused_ld, t0);
         for (int64_t t = t0; t < t1; t++)
-            inference_slot(&p->fused[t], p->fused_pre + m->tasks[t].fused_col - m->tasks[t0].fused_col, w.fused_ld);
+            inference_slot(&p.fused[t], p.fused_pre + m->tasks[t].fused_col - m->tasks[t0].fused_col, w->fused_ld);
     }
     int64_t k = 0;
     for (size_t t = 0; t < T; t++) {
         const mtli_task *task = &m->tasks[t];
-        p->head_first[t] = k;
+        p.head_first[t] = k;
         for (int64_t j = 1; j <= task->n_hidden; j++, k++) {
             if (j == task->n_hidden) /* output layer: its own columns of the logits */
-                inference_slot(&p->head[k], ws->logits + task->output_col, m->output_width);
+                inference_slot(&p.head[k], logits + task->output_col, m->output_width);
             else
-                inference_slot(&p->head[k], j % 2 ? ws->act[Z] : head_mid, task->layers[j].fan_out);
+                inference_slot(&p.head[k], j % 2 ? act[Z] : head_mid, task->layers[j].fan_out);
         }
     }
+    lane->plan = p;
+}
+
+/* Same code for sizing (base NULL) and carving. */
+static void ws_plan(mtl_workspace *ws, const mtl_model *m, mtli_carver *c)
+{
+    const ws_widths w = buffer_widths(m, ws->rows);
+    ws->act_width[0] = w.act[0];
+    ws->act_width[1] = w.act[1];
+    ws->lane = mtli_carve(c, (size_t)ws->n_lanes, sizeof(ws_lane));
+    for (int64_t l = 0; l < ws->n_lanes; l++) lane_plan(ws, m, &w, c, c->base ? &ws->lane[l] : NULL);
 }
 
 /* Rows per pass through the network.  Passes as large as the workspace
@@ -276,6 +306,11 @@ mtl_status mtl_workspace_create(mtl_workspace **out, const mtl_model *model, int
     ws->pass_rows = pass_rows(model, max_batch);
     ws->min_part = min_part_rows(model, ws->pass_rows);
     ws->rows = buffer_rows(ws->pass_rows, ws->min_part);
+    /* Passes of a small model run on one thread each: a lane per thread
+     * (never more lanes than a full call has passes). */
+    ws->n_lanes = ws->pass_rows < max_batch
+                      ? mtli_task_threads((max_batch + ws->pass_rows - 1) / ws->pass_rows, s->num_threads)
+                      : 1;
     mtli_carver count = { NULL, 0, false };
     ws_plan(ws, model, &count);
     if (!count.overflow) ws->arena = mtli_alloc(s, count.off);
@@ -295,7 +330,7 @@ void mtl_workspace_destroy(mtl_workspace *ws)
 {
     if (!ws) return;
     const mtli_settings s = ws->settings;
-    mtli_free(&s, ws->xs_late);
+    for (int64_t l = 0; ws->lane && l < ws->n_lanes; l++) mtli_free(&s, ws->lane[l].xs_late);
     mtli_free(&s, ws->arena);
     mtli_free(&s, ws);
 }
@@ -331,50 +366,55 @@ static mtl_status check_predict(const mtl_model *m, const mtl_workspace *ws, int
 
 /* The workspace has room for scaled inputs only if the scalers were fitted
  * when it was made (or if act[1] is wide enough anyway).  Fitted later:
- * room of their own, allocated once, by the first predict that needs it. */
+ * room of their own in every lane, allocated once, by the first predict
+ * that needs it. */
 static mtl_status scaled_inputs_room(const mtl_model *m, mtl_workspace *ws, const char *fn)
 {
-    if (!m->scalers.fitted || ws->xs) return MTL_OK;
-    if (m->n_inputs <= ws->act_width[1]) {
-        ws->xs = ws->act[1];
-        return MTL_OK;
+    if (!m->scalers.fitted) return MTL_OK;
+    for (int64_t l = 0; l < ws->n_lanes; l++) {
+        ws_lane *lane = &ws->lane[l];
+        if (lane->xs) continue;
+        if (m->n_inputs <= ws->act_width[1]) {
+            lane->xs = lane->act[1];
+            continue;
+        }
+        size_t bytes = 0;
+        if (mtli_mul_size((size_t)ws->rows * sizeof(float), (size_t)m->n_inputs, &bytes))
+            lane->xs_late = mtli_alloc(&ws->settings, bytes);
+        if (!lane->xs_late)
+            return mtli_fail(MTL_ERR_OUT_OF_MEMORY,
+                             "%s: cannot allocate room for %lld x %lld scaled inputs (the model's scalers were fitted "
+                             "after the workspace was created)", fn, (long long)ws->rows, (long long)m->n_inputs);
+        lane->xs = lane->xs_late;
+        ws->bytes += bytes;
     }
-    size_t bytes = 0;
-    if (mtli_mul_size((size_t)ws->rows * sizeof(float), (size_t)m->n_inputs, &bytes))
-        ws->xs_late = mtli_alloc(&ws->settings, bytes);
-    if (!ws->xs_late)
-        return mtli_fail(MTL_ERR_OUT_OF_MEMORY,
-                         "%s: cannot allocate room for %lld x %lld scaled inputs (the model's scalers were fitted "
-                         "after the workspace was created)", fn, (long long)ws->rows, (long long)m->n_inputs);
-    ws->xs = ws->xs_late;
-    ws->bytes += bytes;
     return MTL_OK;
 }
 
 /* Trunk forward of rows [0, c) of x: the representation. */
-static mtl_status part_trunk(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+static mtl_status part_trunk(const mtl_model *m, ws_lane *lane, int64_t c, const float *x, int64_t ldx,
                              const float **z, int64_t *ldz)
 {
     if (m->scalers.fitted) {
-        mtli_scale_inputs(m, c, x, ldx, ws->xs, m->n_inputs);
-        x = ws->xs;
+        mtli_scale_inputs(m, c, x, ldx, lane->xs, m->n_inputs);
+        x = lane->xs;
         ldx = m->n_inputs;
     }
-    return mtli_forward_trunk(m, &m->blas, &ws->plan, c, x, ldx, false, 0, 0, z, ldz);
+    return mtli_forward_trunk(m, &m->blas, &lane->plan, c, x, ldx, false, 0, 0, z, ldz);
 }
 
 /* Outputs (output layout, original units) of rows [0, c) into out. */
-static mtl_status part_outputs(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+static mtl_status part_outputs(const mtl_model *m, ws_lane *lane, int64_t c, const float *x, int64_t ldx,
                                float *out, int64_t ldout)
 {
     const float *z;
     int64_t ldz;
-    MTLI_TRY(part_trunk(m, ws, c, x, ldx, &z, &ldz));
-    MTLI_TRY(mtli_forward_heads(m, &m->blas, &ws->plan, c, z, ldz, false, 0, 0));
+    MTLI_TRY(part_trunk(m, lane, c, x, ldx, &z, &ldz));
+    MTLI_TRY(mtli_forward_heads(m, &m->blas, &lane->plan, c, z, ldz, false, 0, 0));
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const float *logits;
         int64_t ldl;
-        mtli_plan_logits(m, &ws->plan, t, &logits, &ldl);
+        mtli_plan_logits(m, &lane->plan, t, &logits, &ldl);
         mtli_task_outputs(&m->tasks[t], c, logits, ldl, out + m->tasks[t].output_col, ldout);
     }
     mtli_unscale_outputs(m, c, out, ldout);
@@ -382,54 +422,96 @@ static mtl_status part_outputs(const mtl_model *m, mtl_workspace *ws, int64_t c,
 }
 
 /* Labels (target layout) of rows [0, c) into out. */
-static mtl_status part_labels(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+static mtl_status part_labels(const mtl_model *m, ws_lane *lane, int64_t c, const float *x, int64_t ldx,
                               float *out, int64_t ldout)
 {
     const int64_t W = m->output_width;
-    MTLI_TRY(part_outputs(m, ws, c, x, ldx, ws->outbuf, W));
+    MTLI_TRY(part_outputs(m, lane, c, x, ldx, lane->outbuf, W));
     for (int64_t t = 0; t < m->n_tasks; t++) {
         const mtli_task *task = &m->tasks[t];
         if (task->type == MTL_TASK_REGRESSION) { /* unscaled values, moved to the target layout */
             for (int64_t i = 0; i < c; i++)
-                memcpy(out + i * ldout + task->target_col, ws->outbuf + i * W + task->output_col,
+                memcpy(out + i * ldout + task->target_col, lane->outbuf + i * W + task->output_col,
                        (size_t)task->n_outputs * sizeof(float));
             continue;
         }
         const float *logits;
         int64_t ldl;
-        mtli_plan_logits(m, &ws->plan, t, &logits, &ldl);
+        mtli_plan_logits(m, &lane->plan, t, &logits, &ldl);
         mtli_task_labels(task, c, logits, ldl, out + task->target_col, ldout);
     }
     return MTL_OK;
 }
 
 /* The representation of rows [0, c) into out. */
-static mtl_status part_embed(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
+static mtl_status part_embed(const mtl_model *m, ws_lane *lane, int64_t c, const float *x, int64_t ldx,
                              float *out, int64_t ldout)
 {
     const float *z;
     int64_t ldz;
-    MTLI_TRY(part_trunk(m, ws, c, x, ldx, &z, &ldz));
+    MTLI_TRY(part_trunk(m, lane, c, x, ldx, &z, &ldz));
     for (int64_t i = 0; i < c; i++) memcpy(out + i * ldout, z + i * ldz, (size_t)m->embed_width * sizeof(float));
     return MTL_OK;
 }
 
-typedef mtl_status (*part_fn)(const mtl_model *m, mtl_workspace *ws, int64_t c, const float *x, int64_t ldx,
-                              float *out, int64_t ldout);
+typedef mtl_status (*part_fn)(const mtl_model *m, ws_lane *lane, int64_t c, const float *x, int64_t ldx, float *out,
+                              int64_t ldout);
 
-/* n rows in passes of ws->pass_rows, each in parts the buffers hold. */
+/* One call: n rows in passes of ws->pass_rows, each in parts the buffers
+ * hold. */
+typedef struct pass_job {
+    const mtl_model *m;
+    mtl_workspace *ws;
+    int64_t n;
+    const float *x;
+    int64_t ldx;
+    float *out;
+    int64_t ldout;
+    part_fn part;
+} pass_job;
+
+/* Passes [p0, p1) of the call, on one lane's buffers. */
+static mtl_status run_pass_range(const pass_job *j, ws_lane *lane, int64_t p0, int64_t p1)
+{
+    const mtl_workspace *ws = j->ws;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t r = p * ws->pass_rows;
+        const int64_t end = j->n - r < ws->pass_rows ? j->n : r + ws->pass_rows;
+        while (r < end) {
+            const int64_t c = next_part(ws, end - r);
+            MTLI_TRY(j->part(j->m, lane, c, j->x + r * j->ldx, j->ldx, j->out + r * j->ldout, j->ldout));
+            r += c;
+        }
+    }
+    return MTL_OK;
+}
+
+/* Thread k's passes, on lane k.  Its error message is thread-local: kept
+ * for the calling thread to report. */
+static void pass_lane(void *ctx, int64_t k, int64_t p0, int64_t p1)
+{
+    const pass_job *j = ctx;
+    ws_lane *lane = &j->ws->lane[k];
+    lane->status = run_pass_range(j, lane, p0, p1);
+    if (lane->status != MTL_OK) snprintf(lane->msg, sizeof lane->msg, "%s", mtl_last_error_message());
+}
+
+/* Passes are the same whatever the thread count, and a row's bits depend
+ * only on its pass and part: threads change which lane computes a pass,
+ * never its result. */
 static mtl_status run_passes(const mtl_model *m, mtl_workspace *ws, int64_t n, const float *x, int64_t ldx,
                              float *out, int64_t ldout, part_fn part, const char *fn)
 {
-    if (n > 0) MTLI_TRY(scaled_inputs_room(m, ws, fn));
-    for (int64_t r = 0; r < n;) {
-        for (int64_t left = n - r < ws->pass_rows ? n - r : ws->pass_rows; left > 0;) {
-            const int64_t c = next_part(ws, left);
-            MTLI_TRY(part(m, ws, c, x + r * ldx, ldx, out + r * ldout, ldout));
-            r += c;
-            left -= c;
-        }
-    }
+    if (n <= 0) return MTL_OK;
+    MTLI_TRY(scaled_inputs_room(m, ws, fn));
+    const pass_job job = { m, ws, n, x, ldx, out, ldout, part };
+    const int64_t passes = (n + ws->pass_rows - 1) / ws->pass_rows;
+    const int64_t nt = passes < ws->n_lanes ? passes : ws->n_lanes;
+    if (nt <= 1) return run_pass_range(&job, &ws->lane[0], 0, passes);
+    for (int64_t k = 0; k < nt; k++) ws->lane[k].status = MTL_OK;
+    mtli_run_parts(pass_lane, (void *)&job, passes, nt);
+    for (int64_t k = 0; k < nt; k++)
+        if (ws->lane[k].status != MTL_OK) return mtli_fail(ws->lane[k].status, "%s", ws->lane[k].msg);
     return MTL_OK;
 }
 

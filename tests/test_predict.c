@@ -445,6 +445,53 @@ TEST(small_kernel_layers)
     return 0;
 }
 
+/* Two threads and a small model: its passes (320 rows for "small": 4
+ * MFLOP / (2 x 64 x 96), rounded down to 16) run on one thread each, in
+ * a lane of buffers of its own.  Row counts straddle pass edges; the
+ * reference runs the same passes on one thread.  "one_layer" (passes of
+ * 7,136 rows) gets its scalers fitted after the workspace was made: every
+ * lane makes room for its scaled inputs. */
+TEST(small_kernel_layers_two_threads)
+{
+    mtl_context *ctx = tn_context(5, 2);
+    ASSERT(ctx);
+    mtl_model *m = make_model(&SPECS[1], ctx);
+    ASSERT(m);
+    const int64_t ns[] = { 1, 319, 320, 321, 641, 2000 }, d = m->n_inputs, ldx = d + 2;
+    float *x = inputs(8000, 40 + 2);
+    ASSERT(x);
+    for (int scaled = 0; scaled < 2; scaled++) {
+        if (scaled) ASSERT(fit_scalers(m, ctx) == 0);
+        mtl_workspace *ws = NULL;
+        ASSERT_OK(mtl_workspace_create(&ws, m, 2000));
+        for (int k = 0; k < 6; k++) {
+            if (under_valgrind() && ns[k] > VALGRIND_MAX_ROWS) continue;
+            if (check_rows(m, ws, 320, ns[k], x, ldx, scaled ? "small, 2 threads (scaled)" : "small, 2 threads"))
+                return 1;
+        }
+        mtl_workspace_destroy(ws);
+    }
+    mtl_model_destroy(m);
+
+    m = make_model(&SPECS[3], ctx);
+    ASSERT(m);
+    mtl_workspace *ws = NULL;
+    ASSERT_OK(mtl_workspace_create(&ws, m, 8192));
+    float *out = malloc(sizeof(float) * 8000 * (size_t)m->output_width);
+    ASSERT(out);
+    if (!under_valgrind()) {
+        ASSERT_OK(mtl_model_predict(m, ws, 8000, x, 42, out, m->output_width));
+        ASSERT(fit_scalers(m, ctx) == 0);
+        if (check_rows(m, ws, 7136, 8000, x, 42, "one_layer, 2 threads (scaled)")) return 1;
+    }
+    free(out);
+    mtl_workspace_destroy(ws);
+    mtl_model_destroy(m);
+    free(x);
+    mtl_context_destroy(ctx);
+    return 0;
+}
+
 /* Zero and one trunk layer swap which buffer holds the trunk's output, the
  * fused layer and the scaled inputs; deep heads use the third buffer. */
 TEST(trunk_depths_and_deep_heads)
@@ -621,5 +668,6 @@ TEST(workspace_bytes)
 
 TEST_MAIN(TEST_ENTRY(blis_sized_layers), TEST_ENTRY(blis_sized_layers_two_threads),
           TEST_ENTRY(workspace_size_does_not_change_a_pass), TEST_ENTRY(small_kernel_layers),
+          TEST_ENTRY(small_kernel_layers_two_threads),
           TEST_ENTRY(trunk_depths_and_deep_heads), TEST_ENTRY(scalers_fitted_after_the_workspace),
           TEST_ENTRY(workspace_bytes))
