@@ -59,7 +59,7 @@ typedef struct mtli_plan {
     float *fused_pre;     /* max_batch x fused_ld: the fused GEMM's output */
     int64_t fused_ld;     /* fused_width; or, in a workspace, less: the first layers then run in
                            * groups of tasks (mtli_plan_group_end) that take turns in fused_pre */
-    mtli_slot *fused;     /* T: each task's column block of the fused layer (ld F) */
+    mtli_slot *fused;     /* T: each task's column block of the fused layer (ld fused_ld) */
     mtli_slot *head;      /* layers 1..n_hidden of every task */
     int64_t *head_first;  /* T: index in `head` of task t's layer 1 */
 } mtli_plan;
