@@ -155,7 +155,7 @@ static void scratch_for(int64_t *w, const mtli_layer *L, const mtli_layer *below
 /* The arena: the activations of one batch (each layer's slot), the loss
  * gradients, and one scratch matrix for the backward pass as wide as the
  * widest layer whose input gradient cannot be finished tile by tile
- * (scratch_for; none at all for a small model on an AVX-512 CPU).  The
+ * (scratch_for; none at all for a small model on an AVX2 or AVX-512 CPU).  The
  * scaled-input copy only when the scalers are fitted now. */
 static void engine_plan(mtli_engine *e, const mtl_model *m, mtli_carver *c)
 {

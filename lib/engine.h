@@ -18,7 +18,7 @@
  *              every other layer: dX = d·Wᵀ of the layer above it (for the
  *              top trunk layer, of the fused layer), either never stored
  *              whole (mtli_dense_input_grad_finish: 1-wide layers above,
- *              and small products on AVX-512 CPUs, hand it over in tiles
+ *              and small products on AVX2/AVX-512 CPUs, hand it over in tiles
  *              to this layer's epilogue) or written to e->dscratch, sized
  *              for the widest layer that needs it (none at W1).
  *   dL/d(pre)  over the layer's own pre buffer.  So e->dfused IS

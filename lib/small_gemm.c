@@ -1,52 +1,49 @@
-/* small_gemm.c -- GEMM and dot-product kernels for small products (AVX-512).
+/* small_gemm.c -- GEMM and dot-product kernels for small products
+ * (AVX-512, or AVX2 + FMA).
  *
  * At the sizes of a small network (64 x 64 x 64) BLIS spends more time
  * setting a call up than multiplying: measured on Zen 5 with the skx
  * kernels, 6.3 µs per 64 x 64 x 64 product, of which ~2 µs is arithmetic.
  * Small operands fit in L1/L2, so no packing or cache blocking is needed:
- * a 4-row x 64-column register tile (16 zmm accumulators) reads B rows
- * straight from memory and broadcasts A elements, and reaches ~250
- * GFLOP/s on one core for these sizes (docs/performance.md).
+ * a register tile (AVX-512: 4 rows x 64 columns, 16 zmm accumulators;
+ * AVX2: 6 rows x 16 columns, 12 ymm) reads B rows straight from memory
+ * and broadcasts A elements, and reaches ~250 GFLOP/s on one Zen 5 core
+ * for these sizes (docs/performance.md).
  *
  *   op(B) = B  (B rows contiguous): the tile kernel directly; op(A) = Aᵀ
  *              only changes A's strides (broadcasts need no contiguity).
- *   op(B) = Bᵀ: 64 x 64 panels of Bᵀ are first copied (16 x 16 register
- *              transposes) to a 16 KB stack buffer in the layout the tile
- *              kernel reads.
+ *   op(B) = Bᵀ: panels of Bᵀ (a tile's columns x 64 rows) are first copied
+ *              (register transposes) to a stack buffer in the layout the
+ *              tile kernel reads.
  * Each C element is a single fused multiply-add chain over k in order
  * (for k > 64 with op(B) = Bᵀ, one chain per 64-wide slice, added to C in
- * order), so results are deterministic and independent of thread count;
- * a layer's bias and ReLU can be applied as a tile is stored (the
- * epilogue), with the bits of a separate pass, or each finished tile can
- * be handed to a callback instead of being stored (mtli_small_gemm_tiles:
- * the training engine's backward pass needs no scratch matrix for dX).
- * Dot products (1-wide layers, one row through transposed weights) use
- * 16-lane partial sums.
- * Compiled for AVX-512F through a target attribute and chosen at run time;
- * other CPUs and compilers keep using BLIS. */
+ * order), so results are deterministic, independent of thread count, and
+ * the same with either instruction set; a layer's bias and ReLU can be
+ * applied as a tile is stored (the epilogue), with the bits of a separate
+ * pass, or each finished tile can be handed to a callback instead of being
+ * stored (mtli_small_gemm_tiles: the training engine's backward pass needs
+ * no scratch matrix for dX).  Dot products (1-wide layers, one row through
+ * transposed weights) use 16 partial sums (one zmm, or two ymm) and one
+ * fixed reduction.  The kernels are written once (small_gemm_kernels.h)
+ * and compiled for each instruction set through target attributes; the
+ * best one the CPU has is chosen at run time (MTL_SMALL_KERNEL overrides:
+ * small_isa).  Other CPUs and compilers use BLIS. */
 #include "small_gemm.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define KC 64 /* k slice of a packed Bᵀ panel */
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define MTLI_SMALL_GEMM_AVX512 1
+#define MTLI_SMALL_GEMM_X86 1
 #include <immintrin.h>
 #else
-#define MTLI_SMALL_GEMM_AVX512 0
+#define MTLI_SMALL_GEMM_X86 0
 #endif
 
-#if MTLI_SMALL_GEMM_AVX512
-
-#define MTLI_AVX512 __attribute__((target("avx512f")))
-#define MR 4  /* rows per tile */
-#define NW 64 /* columns per tile: 4 vectors of 16 */
-
-/* Lane mask for columns [j, j + 16) of an n-wide row. */
-static inline __mmask16 lanes(int64_t j, int64_t n)
-{
-    const int64_t w = n - j;
-    return w >= 16 ? (__mmask16)0xffff : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1);
-}
+#if MTLI_SMALL_GEMM_X86
 
 /* What is done to a finished accumulator before it is stored:
  *   c = act(alpha * acc + beta * c + bias),  act = ReLU or identity.
@@ -58,87 +55,20 @@ typedef struct epilogue {
     bool relu;
 } epilogue;
 
-MTLI_AVX512 static inline void store_vec(float *c, const float *bias, __mmask16 mk, __m512 acc, const epilogue *e)
-{
-    __m512 r = _mm512_mul_ps(_mm512_set1_ps(e->alpha), acc);
-    if (e->beta != 0.0f) r = _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(e->beta), _mm512_maskz_loadu_ps(mk, c)));
-    if (bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, bias));
-    if (e->relu) r = _mm512_max_ps(r, _mm512_setzero_ps()); /* as u > 0 ? u : 0, also for -0 and NaN */
-    _mm512_mask_storeu_ps(c, mk, r);
-}
+/* ---- AVX-512 ------------------------------------------------------------------------ */
 
-/* One tile: rows [i, i + R) x NV vectors of columns from j, stored from
- * ct (the tile's first element; row stride ldc).  R and NV are constants
- * in every call, so after unrolling the accumulators live in registers.
- * Rows past m re-read row i (valid memory) and are not stored; columns
- * past n are masked. */
-MTLI_AVX512 __attribute__((always_inline)) static inline void
-tile(const int R, const int NV, int64_t i, int64_t j, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
-     int64_t csa, const float *b, int64_t ldb, const epilogue *e, float *ct, int64_t ldc)
-{
-    const float *ar[MR];
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ar[r] = a + (i + r < m ? i + r : i) * rsa;
-    __mmask16 mk[4];
-    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) mk[v] = lanes(j + 16 * v, n);
-    __m512 acc[MR][4];
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
-    const float *bp = b + j;
-    for (int64_t p = 0; p < k; p++, bp += ldb) {
-        __m512 bv[4];
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) bv[v] = _mm512_maskz_loadu_ps(mk[v], bp + 16 * v);
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const __m512 x = _mm512_set1_ps(ar[r][p * csa]);
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(x, bv[v], acc[r][v]);
-        }
-    }
-    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-        if (i + r >= m) break;
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-            store_vec(ct + r * ldc + 16 * v, e->bias ? e->bias + j + 16 * v : NULL, mk[v], acc[r][v], e);
-    }
-}
+#define SG512 __attribute__((target("avx512f")))
 
-/* tile() for nv (1 to 4) vectors of columns, each count a constant. */
-MTLI_AVX512 __attribute__((always_inline)) static inline void
-tile_nv(const int R, int64_t nv, int64_t i, int64_t j, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa,
-        int64_t csa, const float *b, int64_t ldb, const epilogue *e, float *ct, int64_t ldc)
+/* Lane mask for columns [j, j + 16) of an n-wide row. */
+static inline __mmask16 mask_avx512(int64_t j, int64_t n)
 {
-    if (nv >= 4)
-        tile(R, 4, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
-    else if (nv == 3)
-        tile(R, 3, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
-    else if (nv == 2)
-        tile(R, 2, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
-    else
-        tile(R, 1, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
-}
-
-/* Tiles of R rows over all of [0, m) for columns [j, j + 16 nv). */
-MTLI_AVX512 __attribute__((always_inline)) static inline void
-tiles(const int R, int64_t nv, int64_t j, int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa, int64_t csa,
-      const float *b, int64_t ldb, const epilogue *e, float *c, int64_t ldc)
-{
-    for (int64_t i = 0; i < m; i += R) tile_nv(R, nv, i, j, m, n, k, a, rsa, csa, b, ldb, e, c + i * ldc + j, ldc);
-}
-
-/* C = epilogue(A·B) with A(i, p) = a[i*rsa + p*csa] and B rows
- * contiguous, B(p, j) = b[p*ldb + j]. */
-MTLI_AVX512 static void gemm_rows(int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa, int64_t csa,
-                                  const float *b, int64_t ldb, const epilogue *e, float *c, int64_t ldc)
-{
-    for (int64_t j = 0; j < n; j += NW) {
-        const int64_t nv = (n - j + 15) / 16;
-        if (m == 1) /* one row (batch-1 predict): no wasted rows */
-            tiles(1, nv, j, m, n, k, a, rsa, csa, b, ldb, e, c, ldc);
-        else
-            tiles(MR, nv, j, m, n, k, a, rsa, csa, b, ldb, e, c, ldc);
-    }
+    const int64_t w = n - j;
+    return w >= 16 ? (__mmask16)0xffff : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1);
 }
 
 /* dst (16 x 16, row stride ldd) = transpose of src (16 x 16, row stride
  * lds), in registers: 32-bit, 64-bit, then two 128-bit lane shuffles. */
-MTLI_AVX512 __attribute__((always_inline)) static inline void transpose16(const float *src, int64_t lds, float *dst,
+SG512 __attribute__((always_inline)) static inline void transpose_avx512(const float *src, int64_t lds, float *dst,
                                                                          int64_t ldd)
 {
     __m512 r[16], t[16];
@@ -171,74 +101,43 @@ MTLI_AVX512 __attribute__((always_inline)) static inline void transpose16(const 
     }
 }
 
-/* pack[p * NW + jj] = B(j + jj, p0 + p) for jj < w, p < kc (B stored n x k). */
-MTLI_AVX512 __attribute__((always_inline)) static inline void pack_bt(const float *b, int64_t ldb, int64_t j,
-                                                                     int64_t w, int64_t p0, int64_t kc, float *pack)
-{
-    const int64_t w16 = w & ~(int64_t)15, k16 = kc & ~(int64_t)15;
-    for (int64_t jj = 0; jj < w16; jj += 16)
-        for (int64_t p = 0; p < k16; p += 16) transpose16(b + (j + jj) * ldb + p0 + p, ldb, pack + p * NW + jj, NW);
-    for (int64_t jj = 0; jj < w; jj++) { /* the edges: columns past w16, rows past k16 */
-        const float *src = b + (j + jj) * ldb + p0;
-        for (int64_t p = jj < w16 ? k16 : 0; p < kc; p++) pack[p * NW + jj] = src[p];
-    }
-}
-
-/* C = alpha * A·Bᵀ + beta * C (+ epilogue), B stored n x k: Bᵀ panels of
- * NW columns x KC rows are copied to a stack buffer, then multiplied as
- * above; slices after the first add to C, and only the last one applies
- * the bias and activation. */
-MTLI_AVX512 static void gemm_bt(int64_t m, int64_t n, int64_t k, const float *a, int64_t rsa, int64_t csa,
-                                const float *b, int64_t ldb, const epilogue *e, float *c, int64_t ldc)
-{
-    float pack[KC * NW] __attribute__((aligned(64)));
-    for (int64_t j = 0; j < n; j += NW) {
-        const int64_t w = n - j < NW ? n - j : NW;
-        for (int64_t p0 = 0; p0 < k; p0 += KC) {
-            const int64_t kc = k - p0 < KC ? k - p0 : KC;
-            const bool last = p0 + kc == k;
-            const epilogue slice = { e->alpha, p0 == 0 ? e->beta : 1.0f, last && e->bias ? e->bias + j : NULL,
-                                     last && e->relu };
-            pack_bt(b, ldb, j, w, p0, kc, pack);
-            gemm_rows(m, w, kc, a + p0 * csa, rsa, csa, pack, NW, &slice, c + j, ldc);
-        }
-    }
-}
-
-/* C = A·op(B) (A row-major, lda), computed tile by tile and handed to
- * done() instead of being stored: panels of NW columns in order, and in
- * each blocks of BR rows in order, each in a stack buffer (a few tiles per
- * call keep the callback's per-call cost small).  With op(B) = Bᵀ,
- * k <= KC: one packed panel serves every row block, and each element is
- * the single chain over k that gemm_bt computes. */
-#define BR (4 * MR)
-MTLI_AVX512 static void gemm_tiles(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                                   const float *bm, int64_t ldb, mtli_tile_fn done, void *ctx)
-{
-    float pack[KC * NW] __attribute__((aligned(64)));
-    float blk[BR * NW] __attribute__((aligned(64)));
-    const epilogue e = { 1.0f, 0.0f, NULL, false };
-    for (int64_t j = 0; j < n; j += NW) {
-        const int64_t w = n - j < NW ? n - j : NW, nv = (w + 15) / 16;
-        const float *b = bm + j;
-        int64_t ldp = ldb;
-        if (trans_b) {
-            pack_bt(bm, ldb, j, w, 0, k, pack);
-            b = pack;
-            ldp = NW;
-        }
-        for (int64_t i0 = 0; i0 < m; i0 += BR) {
-            const int64_t rows = m - i0 < BR ? m - i0 : BR;
-            for (int64_t i = i0; i < i0 + rows; i += MR)
-                tile_nv(MR, nv, i, 0, m, w, k, a, lda, 1, b, ldp, &e, blk + (i - i0) * NW, NW);
-            done(ctx, i0, rows, j, w, blk, NW);
-        }
-    }
-}
+#define SG(name) name##_avx512
+#define SG_ATTR SG512
+#define SG_V __m512
+#define SG_M __mmask16
+#define SG_LANES 16
+#define SG_MR 4
+#define SG_NV 4
+#define SG_ZERO() _mm512_setzero_ps()
+#define SG_SET1(x) _mm512_set1_ps(x)
+#define SG_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define SG_MUL(a, b) _mm512_mul_ps(a, b)
+#define SG_ADD(a, b) _mm512_add_ps(a, b)
+#define SG_MAX(a, b) _mm512_max_ps(a, b)
+#define SG_MASK(j, n) mask_avx512(j, n)
+#define SG_LOAD(mk, p) _mm512_maskz_loadu_ps(mk, p)
+#define SG_STORE(p, mk, v) _mm512_mask_storeu_ps(p, mk, v)
+#include "small_gemm_kernels.h"
+#undef SG
+#undef SG_ATTR
+#undef SG_V
+#undef SG_M
+#undef SG_LANES
+#undef SG_MR
+#undef SG_NV
+#undef SG_ZERO
+#undef SG_SET1
+#undef SG_FMA
+#undef SG_MUL
+#undef SG_ADD
+#undef SG_MAX
+#undef SG_MASK
+#undef SG_LOAD
+#undef SG_STORE
 
 /* y[i * incy] = a_i · x for rows a_i = a + i*lda of length k: 4 rows at a
  * time, 16-lane partial sums over k, then one fixed reduction each. */
-MTLI_AVX512 static void dots(int64_t m, int64_t k, const float *a, int64_t lda, const float *x, float *y,
+SG512 static void dots_avx512(int64_t m, int64_t k, const float *a, int64_t lda, const float *x, float *y,
                              int64_t incy)
 {
     for (int64_t i = 0; i < m; i += 4) {
@@ -248,7 +147,7 @@ MTLI_AVX512 static void dots(int64_t m, int64_t k, const float *a, int64_t lda, 
         const float *a3 = i + 3 < m ? a0 + 3 * lda : a0;
         __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
         for (int64_t p = 0; p < k; p += 16) {
-            const __mmask16 mk = lanes(p, k);
+            const __mmask16 mk = mask_avx512(p, k);
             const __m512 xv = _mm512_maskz_loadu_ps(mk, x + p);
             s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a0 + p), xv, s0);
             s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a1 + p), xv, s1);
@@ -262,21 +161,162 @@ MTLI_AVX512 static void dots(int64_t m, int64_t k, const float *a, int64_t lda, 
     }
 }
 
-static bool cpu_has_avx512(void)
+/* ---- AVX2 + FMA ---------------------------------------------------------------------- */
+
+#define SG256 __attribute__((target("avx2,fma")))
+
+/* Lane mask (all bits of a lane set) for columns [j, j + 8) of an n-wide row. */
+SG256 static inline __m256i mask_avx2(int64_t j, int64_t n)
 {
-    __builtin_cpu_init(); /* idempotent; needed when called from a constructor */
-    return __builtin_cpu_supports("avx512f");
+    const int64_t w = n - j;
+    const int c = w >= 8 ? 8 : w <= 0 ? 0 : (int)w;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-#endif /* MTLI_SMALL_GEMM_AVX512 */
+/* dst (8 x 8, row stride ldd) = transpose of src (8 x 8, row stride lds). */
+SG256 __attribute__((always_inline)) static inline void transpose_avx2(const float *src, int64_t lds, float *dst,
+                                                                       int64_t ldd)
+{
+    __m256 r[8], t[8];
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * lds);
+    _Pragma("GCC unroll 4") for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* r[q + c]: rows q..q+3 of columns c, c+4 (q = 0, 4), as two 128-bit halves */
+    _Pragma("GCC unroll 2") for (int q = 0; q < 8; q += 4) {
+        r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
+        r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xee);
+        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xee);
+    }
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
+        _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(r[c], r[c + 4], 0x20));
+        _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(r[c], r[c + 4], 0x31));
+    }
+}
+
+#define SG(name) name##_avx2
+#define SG_ATTR SG256
+#define SG_V __m256
+#define SG_M __m256i
+#define SG_LANES 8
+#define SG_MR 6
+#define SG_NV 2
+#define SG_ZERO() _mm256_setzero_ps()
+#define SG_SET1(x) _mm256_set1_ps(x)
+#define SG_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define SG_MUL(a, b) _mm256_mul_ps(a, b)
+#define SG_ADD(a, b) _mm256_add_ps(a, b)
+#define SG_MAX(a, b) _mm256_max_ps(a, b)
+#define SG_MASK(j, n) mask_avx2(j, n)
+#define SG_LOAD(mk, p) _mm256_maskload_ps(p, mk)
+#define SG_STORE(p, mk, v) _mm256_maskstore_ps(p, mk, v)
+#include "small_gemm_kernels.h"
+#undef SG
+#undef SG_ATTR
+#undef SG_V
+#undef SG_M
+#undef SG_LANES
+#undef SG_MR
+#undef SG_NV
+#undef SG_ZERO
+#undef SG_SET1
+#undef SG_FMA
+#undef SG_MUL
+#undef SG_ADD
+#undef SG_MAX
+#undef SG_MASK
+#undef SG_LOAD
+#undef SG_STORE
+
+/* The 16 partial sums of dots_avx512 as two 8-lane halves (lo: lanes
+ * 0-7), reduced in the order GCC's _mm512_reduce_add_ps uses: halves,
+ * then 128-bit halves, then lanes (0+2, 1+3), then the two.  So both
+ * instruction sets give the same dot products. */
+SG256 static inline float reduce16_avx2(__m256 lo, __m256 hi)
+{
+    const __m256 s8 = _mm256_add_ps(hi, lo);
+    const __m128 s4 = _mm_add_ps(_mm256_extractf128_ps(s8, 1), _mm256_castps256_ps128(s8));
+    const __m128 s2 = _mm_add_ps(s4, _mm_shuffle_ps(s4, s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(s2) + _mm_cvtss_f32(_mm_shuffle_ps(s2, s2, _MM_SHUFFLE(1, 1, 1, 1)));
+}
+
+/* dots_avx512 with each 16-lane partial sum kept as two ymm. */
+SG256 static void dots_avx2(int64_t m, int64_t k, const float *a, int64_t lda, const float *x, float *y, int64_t incy)
+{
+    for (int64_t i = 0; i < m; i += 2) {
+        const float *a0 = a + i * lda;
+        const float *a1 = i + 1 < m ? a0 + lda : a0;
+        __m256 s0l = _mm256_setzero_ps(), s0h = s0l, s1l = s0l, s1h = s0l;
+        for (int64_t p = 0; p < k; p += 16) {
+            const __m256i ml = mask_avx2(p, k), mh = mask_avx2(p + 8, k);
+            const __m256 xl = _mm256_maskload_ps(x + p, ml), xh = _mm256_maskload_ps(x + p + 8, mh);
+            s0l = _mm256_fmadd_ps(_mm256_maskload_ps(a0 + p, ml), xl, s0l);
+            s0h = _mm256_fmadd_ps(_mm256_maskload_ps(a0 + p + 8, mh), xh, s0h);
+            s1l = _mm256_fmadd_ps(_mm256_maskload_ps(a1 + p, ml), xl, s1l);
+            s1h = _mm256_fmadd_ps(_mm256_maskload_ps(a1 + p + 8, mh), xh, s1h);
+        }
+        y[i * incy] = reduce16_avx2(s0l, s0h);
+        if (i + 1 < m) y[(i + 1) * incy] = reduce16_avx2(s1l, s1h);
+    }
+}
+
+/* ---- the instruction set ------------------------------------------------------------ */
+
+#endif /* MTLI_SMALL_GEMM_X86 */
+
+/* The kernels named `want` ("avx512", "avx2", "off"; NULL: the best) if
+ * this CPU has them, else none. */
+static int isa_for(const char *want)
+{
+#if MTLI_SMALL_GEMM_X86
+    __builtin_cpu_init(); /* idempotent; needed when called from a constructor */
+    const bool avx512 = __builtin_cpu_supports("avx512f");
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (want && !strcmp(want, "off")) return MTLI_ISA_BASELINE;
+    if (want && !strcmp(want, "avx2")) return avx2 ? MTLI_ISA_AVX2 : MTLI_ISA_BASELINE;
+    if (want && !strcmp(want, "avx512")) return avx512 ? MTLI_ISA_AVX512 : MTLI_ISA_BASELINE;
+    return avx512 ? MTLI_ISA_AVX512 : avx2 ? MTLI_ISA_AVX2 : MTLI_ISA_BASELINE;
+#else
+    (void)want;
+    return MTLI_ISA_BASELINE;
+#endif
+}
+
+/* The kernels in use: the best the CPU has, unless the environment
+ * variable MTL_SMALL_KERNEL says "avx2" or "off" (BLIS for everything), a
+ * diagnostic switch read once; tests run the AVX2 kernels on AVX-512
+ * machines with it.  Any thread may be first: each computes the same. */
+static atomic_int g_isa = -1;
+
+static int small_isa(void)
+{
+    int v = atomic_load_explicit(&g_isa, memory_order_relaxed);
+    if (v < 0) {
+        v = isa_for(getenv("MTL_SMALL_KERNEL"));
+        atomic_store_explicit(&g_isa, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+bool mtli_small_gemm_select(const char *name)
+{
+    const int v = isa_for(name);
+    if (name && strcmp(name, "off") && v == MTLI_ISA_BASELINE) return false;
+    atomic_store_explicit(&g_isa, v, memory_order_relaxed);
+    return true;
+}
 
 bool mtli_small_gemm_available(void)
 {
-#if MTLI_SMALL_GEMM_AVX512
-    return cpu_has_avx512();
-#else
-    return false;
-#endif
+    return small_isa() != MTLI_ISA_BASELINE;
+}
+
+const char *mtli_small_gemm_isa_name(void)
+{
+    static const char *const names[] = { "none", "avx2", "avx512" };
+    return names[small_isa()];
 }
 
 /* Shapes and strides the kernel takes (anything odd goes to mtli_gemm,
@@ -290,15 +330,14 @@ static bool small_ok(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
     return mtli_small_gemm_available();
 }
 
-#if MTLI_SMALL_GEMM_AVX512
+#if MTLI_SMALL_GEMM_X86
 static void run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                 const float *bm, int64_t ldb, const epilogue *e, float *c, int64_t ldc)
 {
-    const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
-    if (trans_b)
-        gemm_bt(m, n, k, a, rsa, csa, bm, ldb, e, c, ldc);
+    if (small_isa() == MTLI_ISA_AVX512)
+        run_avx512(trans_a, trans_b, m, n, k, a, lda, bm, ldb, e, c, ldc);
     else
-        gemm_rows(m, n, k, a, rsa, csa, bm, ldb, e, c, ldc);
+        run_avx2(trans_a, trans_b, m, n, k, a, lda, bm, ldb, e, c, ldc);
 }
 #endif
 
@@ -306,7 +345,7 @@ bool mtli_small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
                      int64_t lda, const float *bm, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     if (!small_ok(trans_a, trans_b, m, n, k, a, lda, bm, ldb, c, ldc)) return false;
-#if MTLI_SMALL_GEMM_AVX512
+#if MTLI_SMALL_GEMM_X86
     const epilogue e = { alpha, beta, NULL, false };
     run(trans_a, trans_b, m, n, k, a, lda, bm, ldb, &e, c, ldc);
     return true;
@@ -320,7 +359,7 @@ bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, con
                               const float *bm, int64_t ldb, const float *bias, bool relu, float *c, int64_t ldc)
 {
     if (!bias || !small_ok(false, trans_b, m, n, k, a, lda, bm, ldb, c, ldc)) return false;
-#if MTLI_SMALL_GEMM_AVX512
+#if MTLI_SMALL_GEMM_X86
     const epilogue e = { 1.0f, 0.0f, bias, relu };
     run(false, trans_b, m, n, k, a, lda, bm, ldb, &e, c, ldc);
     return true;
@@ -342,8 +381,11 @@ bool mtli_small_gemm_tiles(bool trans_b, int64_t m, int64_t n, int64_t k, const 
 {
     if (!mtli_small_gemm_tiles_fit(trans_b, m, n, k) || !a || !bm || !done || lda < k || ldb < (trans_b ? k : n))
         return false;
-#if MTLI_SMALL_GEMM_AVX512
-    gemm_tiles(trans_b, m, n, k, a, lda, bm, ldb, done, ctx);
+#if MTLI_SMALL_GEMM_X86
+    if (small_isa() == MTLI_ISA_AVX512)
+        gemm_tiles_avx512(trans_b, m, n, k, a, lda, bm, ldb, done, ctx);
+    else
+        gemm_tiles_avx2(trans_b, m, n, k, a, lda, bm, ldb, done, ctx);
     return true;
 #else
     (void)ctx;
@@ -354,8 +396,11 @@ bool mtli_small_gemm_tiles(bool trans_b, int64_t m, int64_t n, int64_t k, const 
 bool mtli_small_dots(int64_t m, int64_t k, const float *a, int64_t lda, const float *x, float *y, int64_t incy)
 {
     if (m < 1 || k < 1 || !a || !x || !y || lda < k || incy < 1 || !mtli_small_gemm_available()) return false;
-#if MTLI_SMALL_GEMM_AVX512
-    dots(m, k, a, lda, x, y, incy);
+#if MTLI_SMALL_GEMM_X86
+    if (small_isa() == MTLI_ISA_AVX512)
+        dots_avx512(m, k, a, lda, x, y, incy);
+    else
+        dots_avx2(m, k, a, lda, x, y, incy);
     return true;
 #else
     return false;

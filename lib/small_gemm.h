@@ -14,14 +14,22 @@
 
 /* Row-major C[m x n] = alpha * op(A) op(B) + beta * C, as mtli_gemm.
  * Computes it and returns true when the product is small (at most
- * MTLI_SMALL_GEMM_MAX_FLOPS), this CPU has AVX-512 and the shape is one it
+ * MTLI_SMALL_GEMM_MAX_FLOPS), this CPU has the kernels and the shape is one it
  * handles (not op(A) and op(B) both transposed); otherwise returns false
  * without touching C, and the caller uses mtli_gemm.  The choice depends
  * on the shape only, never on the thread settings, and each element is
  * one fused multiply-add chain over k in order: results are the same
  * whatever the thread count.  Small products run on one thread. */
-/* Does this CPU run the small kernel (AVX-512F)?  Cheap; any thread. */
+/* Does this CPU run the small kernel (AVX-512F, or AVX2 + FMA; the
+ * environment variable MTL_SMALL_KERNEL=avx2 or =off, read once, picks
+ * AVX2 or none)?  Cheap; any thread. */
 bool mtli_small_gemm_available(void);
+/* "avx512", "avx2" or "none": the kernels in use. */
+const char *mtli_small_gemm_isa_name(void);
+/* Tests only: use the kernels named ("avx512", "avx2", "off"; NULL: the
+ * best), process-wide, if this CPU has them (else false, no change).  Not
+ * while other threads run products. */
+bool mtli_small_gemm_select(const char *name);
 
 bool mtli_small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *bm, int64_t ldb, float beta, float *c, int64_t ldc);
@@ -35,7 +43,7 @@ bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, con
                               const float *bm, int64_t ldb, const float *bias, bool relu, float *c, int64_t ldc);
 
 /* C = A·op(B) (A m x k, row-major) without storing C: each tile of at
- * most 16 rows x 64 columns goes to done(ctx, i, rows, j, cols, c, ldc) as
+ * most 24 rows x 64 columns goes to done(ctx, i, rows, j, cols, c, ldc) as
  * soon as it is finished, c pointing at element (i, j) in a buffer on the
  * stack that done may overwrite.  Column panels come in order and, within
  * one, row blocks in order, so done sees each column's rows in order.
@@ -57,7 +65,7 @@ bool mtli_small_gemm_tiles_fit(bool trans_b, int64_t m, int64_t n, int64_t k);
  * contiguous: a 1-wide layer (its weight column dotted with every row), or
  * one row through a layer whose weight is stored transposed.  No size
  * limit (like BLIS's level-2 calls, it runs on one thread).  Returns false
- * when this CPU lacks AVX-512 or the arguments are odd. */
+ * when this CPU lacks the kernels or the arguments are odd. */
 bool mtli_small_dots(int64_t m, int64_t k, const float *a, int64_t lda, const float *x, float *y, int64_t incy);
 
 #endif /* MTL_SMALL_GEMM_H */

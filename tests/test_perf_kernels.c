@@ -1,5 +1,6 @@
 /* test_perf_kernels.c -- the code written for speed (docs/performance.md):
- * the small-GEMM kernel against a double-precision product computed here,
+ * the small-GEMM kernels against a double-precision product computed here
+ * (and the AVX2 ones against the AVX-512 ones, bitwise),
  * the Adam moment flush against the update written out by hand, and the
  * warming of GEMM operands against the same product without it.
  * Unit test: it links the library's objects and calls internals. */
@@ -26,14 +27,26 @@ static float rnd(void) /* uniform in [-1, 1) */
     return (float)((double)(g_state >> 11) * (2.0 / 9007199254740992.0) - 1.0);
 }
 
-static bool has_avx512(void)
+/* Should the small kernels run here?  Their contract, restated: on a CPU
+ * with AVX-512F, or with AVX2 and FMA, unless MTL_SMALL_KERNEL=off (or
+ * =avx2 on a CPU without it). */
+static bool cpu_has(const char *feature)
 {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-#else
-    return false;
+    if (!strcmp(feature, "avx512f")) return __builtin_cpu_supports("avx512f");
+    if (!strcmp(feature, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+    (void)feature;
+    return false;
+}
+
+static bool kernels_expected(void)
+{
+    const char *want = getenv("MTL_SMALL_KERNEL");
+    if (want && !strcmp(want, "off")) return false;
+    if (want && !strcmp(want, "avx2")) return cpu_has("avx2");
+    return cpu_has("avx512f") || cpu_has("avx2");
 }
 
 /* One product through mtli_small_gemm against a double reference.  A and B
@@ -56,7 +69,8 @@ static int check_product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, floa
         for (int64_t j = 0; j < ldc; j++) c[i * ldc + j] = (beta == 0.0f && j < n) ? NAN : c0[i * ldc + j];
 
     const bool done = mtli_small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    const bool expect = has_avx512() && !(ta && tb) && 2.0 * (double)m * (double)n * (double)k <= MTLI_SMALL_GEMM_MAX_FLOPS;
+    const bool expect =
+        kernels_expected() && !(ta && tb) && 2.0 * (double)m * (double)n * (double)k <= MTLI_SMALL_GEMM_MAX_FLOPS;
     if (done != expect) FAILF("m=%lld n=%lld k=%lld ta=%d tb=%d: returned %d", (long long)m, (long long)n, (long long)k, ta, tb, done);
     int bad = 0;
     for (int64_t i = 0; i < m && done; i++)
@@ -129,7 +143,7 @@ TEST(small_gemm_declines)
  * the same bits as within a block of rows (for op(B) = B and Bᵀ). */
 TEST(small_gemm_rows_independent)
 {
-    if (!has_avx512()) return 0;
+    if (!kernels_expected()) return 0;
     enum { M = 7, N = 70, K = 100 };
     static float a[M * K], b[K * N], c[M * N], row[N];
     for (int i = 0; i < M * K; i++) a[i] = rnd();
@@ -148,7 +162,7 @@ TEST(small_gemm_rows_independent)
  * separate bias-and-activation pass (layers.c: u = c + b; c = u > 0 ? u : 0). */
 TEST(small_gemm_bias_act_equals_two_passes)
 {
-    if (!has_avx512()) return 0;
+    if (!kernels_expected()) return 0;
     static const int64_t shapes[][3] = { { 64, 96, 64 }, { 5, 33, 130 }, { 1, 20, 7 }, { 9, 64, 200 } };
     for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
         for (int tb = 0; tb < 2; tb++)
@@ -190,7 +204,7 @@ TEST(small_dots_match_double_reference)
         for (int64_t p = 0; p < k; p++) x[p] = rnd();
         for (int64_t i = 0; i < m * incy; i++) y[i] = 7.0f;
         const bool done = mtli_small_dots(m, k, a, lda, x, y, incy);
-        ASSERT(done == has_avx512());
+        ASSERT(done == kernels_expected());
         for (int64_t i = 0; i < m && done; i++) {
             double s = 0.0, mag = 0.0;
             for (int64_t p = 0; p < k; p++) s += (double)a[i * lda + p] * x[p], mag += fabs((double)a[i * lda + p] * x[p]);
@@ -198,6 +212,70 @@ TEST(small_dots_match_double_reference)
             ASSERT(y[i * incy + 1] == 7.0f); /* between the strided outputs: untouched */
         }
         free(a), free(x), free(y);
+    }
+    return 0;
+}
+
+/* Both instruction sets compute every element as the same chain (and the
+ * dot products with the same 16 partial sums and reduction), so they give
+ * the same bits: products both ways, k over one 64-wide slice, alpha and
+ * beta, the bias/ReLU epilogue, tiles handed over, dot products.  Run
+ * only on a CPU with both (the test selects each in turn). */
+typedef struct tile_copy {
+    float *c;
+    int64_t ldc;
+} tile_copy;
+
+static void copy_tile(void *ctx, int64_t i, int64_t rows, int64_t j, int64_t cols, float *t, int64_t ldt)
+{
+    const tile_copy *tc = ctx;
+    for (int64_t r = 0; r < rows; r++) memcpy(tc->c + (i + r) * tc->ldc + j, t + r * ldt, (size_t)cols * sizeof(float));
+}
+
+/* Everything the kernels compute for one shape, into out (m*n*4 + m floats). */
+static int all_products(int64_t m, int64_t n, int64_t k, const float *a, const float *b, const float *bias, float *out)
+{
+    const int64_t mn = m * n;
+    for (int tb = 0; tb < 2; tb++) {
+        float *c = out + tb * 2 * mn;
+        for (int64_t i = 0; i < mn; i++) c[i] = 0.5f;
+        ASSERT(mtli_small_gemm(false, tb, m, n, k, 0.75f, a, k, b, tb ? k : n, 1.25f, c, n));
+        ASSERT(mtli_small_gemm_bias_act(tb, m, n, k, a, k, b, tb ? k : n, bias, true, c + mn, n));
+    }
+    float *t = out + 4 * mn;
+    if (k <= 64) {
+        tile_copy tc = { t, n };
+        ASSERT(mtli_small_gemm_tiles(true, m, n, k, a, k, b, k, copy_tile, &tc));
+    }
+    ASSERT(mtli_small_dots(m, k, a, k, b, t + mn, 1));
+    return 0;
+}
+
+TEST(small_kernels_avx2_equals_avx512)
+{
+    if (!cpu_has("avx512f") || !cpu_has("avx2")) return 0;
+    static const int64_t shapes[][3] = { { 64, 96, 64 }, { 5, 33, 130 }, { 1, 20, 7 }, { 9, 64, 200 }, { 37, 17, 64 } };
+    for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++) {
+        const int64_t m = shapes[q][0], n = shapes[q][1], k = shapes[q][2], size = m * n * 5 + m;
+        float *a = malloc(sizeof(float) * (size_t)(m * k)), *b = malloc(sizeof(float) * (size_t)(n * k));
+        float *bias = malloc(sizeof(float) * (size_t)n);
+        float *o512 = calloc((size_t)size, sizeof(float)), *o2 = calloc((size_t)size, sizeof(float));
+        ASSERT(a && b && bias && o512 && o2);
+        for (int64_t i = 0; i < m * k; i++) a[i] = rnd();
+        for (int64_t i = 0; i < n * k; i++) b[i] = rnd();
+        for (int64_t j = 0; j < n; j++) bias[j] = rnd();
+        ASSERT(mtli_small_gemm_select("avx512"));
+        const int r512 = all_products(m, n, k, a, b, bias, o512);
+        ASSERT(mtli_small_gemm_select("avx2"));
+        ASSERT(strcmp(mtli_small_gemm_isa_name(), "avx2") == 0);
+        const int r2 = all_products(m, n, k, a, b, bias, o2);
+        ASSERT(mtli_small_gemm_select(getenv("MTL_SMALL_KERNEL"))); /* back to what the process had */
+        ASSERT(r512 == 0 && r2 == 0);
+        for (int64_t i = 0; i < size; i++)
+            if (memcmp(o512 + i, o2 + i, sizeof(float)))
+                FAILF("shape %lld x %lld x %lld: element %lld differs (%a vs %a)", (long long)m, (long long)n,
+                      (long long)k, (long long)i, (double)o512[i], (double)o2[i]);
+        free(a), free(b), free(bias), free(o512), free(o2);
     }
     return 0;
 }
@@ -297,5 +375,6 @@ TEST(gemm_warm_operands_change_nothing)
 
 TEST_MAIN(TEST_ENTRY(small_gemm_matches_double_reference), TEST_ENTRY(small_gemm_declines),
           TEST_ENTRY(small_gemm_rows_independent), TEST_ENTRY(small_gemm_bias_act_equals_two_passes),
-          TEST_ENTRY(small_dots_match_double_reference), TEST_ENTRY(adam_flushes_tiny_moments),
+          TEST_ENTRY(small_dots_match_double_reference), TEST_ENTRY(small_kernels_avx2_equals_avx512),
+          TEST_ENTRY(adam_flushes_tiny_moments),
           TEST_ENTRY(gemm_warm_operands_change_nothing))

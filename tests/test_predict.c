@@ -425,7 +425,7 @@ TEST(workspace_size_does_not_change_a_pass)
     return 0;
 }
 
-/* Every layer on the small kernel (with AVX-512): the workspace runs
+/* Every layer on the small kernel (with AVX2 or AVX-512): the workspace runs
  * passes of a few hundred rows (320 here); sizes up to that pass exactly
  * as the reference does. */
 TEST(small_kernel_layers)
@@ -453,10 +453,10 @@ TEST(small_kernel_layers)
  * lane makes room for its scaled inputs. */
 TEST(small_kernel_layers_two_threads)
 {
-    /* Lanes exist only where the small kernel runs (AVX-512), which
-     * valgrind does not emulate: there this would only repeat
-     * small_kernel_layers through BLIS, for minutes. */
-    if (under_valgrind()) return 0;
+    /* Lanes exist only where the small kernels run (passes of 320 rows);
+     * without them this would only repeat small_kernel_layers through
+     * BLIS, for minutes under valgrind. */
+    if (under_valgrind() || !mtli_small_gemm_available()) return 0;
     mtl_context *ctx = tn_context(5, 2);
     ASSERT(ctx);
     mtl_model *m = make_model(&SPECS[1], ctx);
@@ -644,10 +644,10 @@ TEST(workspace_bytes)
     /* "small" (W1-shaped: trunk 64-64, heads 3 x 32 -> 1), 64 rows: the
      * fused layer (96 wide) takes turns in groups of tasks ({0, 1}: 64
      * columns, {2}: 32) in act[0], which trunk layer 0 already makes 64
-     * wide; act[1] trunk 1 (64), logits 3.  Without AVX-512 (or under
-     * valgrind) the small kernel is not there to keep groups bitwise equal
-     * to the whole product: act[0] is then 96 wide.  One row: no groups
-     * (they would save 128 bytes). */
+     * wide; act[1] trunk 1 (64), logits 3.  Without the small kernels
+     * (a CPU without AVX2, or MTL_SMALL_KERNEL=off) nothing keeps groups
+     * bitwise equal to the whole product: act[0] is then 96 wide.  One
+     * row: no groups (they would save 128 bytes). */
     m = make_model(&SPECS[1], ctx);
     ASSERT(m);
     const int64_t act0 = mtli_small_gemm_available() ? 64 : 96;
