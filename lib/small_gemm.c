@@ -117,23 +117,7 @@ SG512 __attribute__((always_inline)) static inline void transpose_avx512(const f
 #define SG_MASK(j, n) mask_avx512(j, n)
 #define SG_LOAD(mk, p) _mm512_maskz_loadu_ps(mk, p)
 #define SG_STORE(p, mk, v) _mm512_mask_storeu_ps(p, mk, v)
-#include "small_gemm_kernels.h"
-#undef SG
-#undef SG_ATTR
-#undef SG_V
-#undef SG_M
-#undef SG_LANES
-#undef SG_MR
-#undef SG_NV
-#undef SG_ZERO
-#undef SG_SET1
-#undef SG_FMA
-#undef SG_MUL
-#undef SG_ADD
-#undef SG_MAX
-#undef SG_MASK
-#undef SG_LOAD
-#undef SG_STORE
+#include "small_gemm_kernels.h" /* (it #undefs these) */
 
 /* y[i * incy] = a_i · x for rows a_i = a + i*lda of length k: 4 rows at a
  * time, 16-lane partial sums over k, then one fixed reduction each. */
@@ -212,23 +196,7 @@ SG256 __attribute__((always_inline)) static inline void transpose_avx2(const flo
 #define SG_MASK(j, n) mask_avx2(j, n)
 #define SG_LOAD(mk, p) _mm256_maskload_ps(p, mk)
 #define SG_STORE(p, mk, v) _mm256_maskstore_ps(p, mk, v)
-#include "small_gemm_kernels.h"
-#undef SG
-#undef SG_ATTR
-#undef SG_V
-#undef SG_M
-#undef SG_LANES
-#undef SG_MR
-#undef SG_NV
-#undef SG_ZERO
-#undef SG_SET1
-#undef SG_FMA
-#undef SG_MUL
-#undef SG_ADD
-#undef SG_MAX
-#undef SG_MASK
-#undef SG_LOAD
-#undef SG_STORE
+#include "small_gemm_kernels.h" /* (it #undefs these) */
 
 /* The 16 partial sums of dots_avx512 as two 8-lane halves (lo: lanes
  * 0-7), reduced in the order GCC's _mm512_reduce_add_ps uses: halves,

@@ -177,4 +177,21 @@ SG_ATTR static void SG(run)(bool trans_a, bool trans_b, int64_t m, int64_t n, in
         SG(gemm_rows)(m, n, k, a, rsa, csa, bm, ldb, e, c, ldc);
 }
 
+/* The parameters too, for the next instantiation. */
 #undef SG_NW
+#undef SG
+#undef SG_ATTR
+#undef SG_V
+#undef SG_M
+#undef SG_LANES
+#undef SG_MR
+#undef SG_NV
+#undef SG_ZERO
+#undef SG_SET1
+#undef SG_FMA
+#undef SG_MUL
+#undef SG_ADD
+#undef SG_MAX
+#undef SG_MASK
+#undef SG_LOAD
+#undef SG_STORE
