@@ -230,9 +230,9 @@ SG256 static void dots_avx2(int64_t m, int64_t k, const float *a, int64_t lda, c
     }
 }
 
-/* ---- the instruction set ------------------------------------------------------------ */
-
 #endif /* MTLI_SMALL_GEMM_X86 */
+
+/* ---- the instruction set ------------------------------------------------------------ */
 
 /* The kernels named `want` ("avx512", "avx2", "off"; NULL: the best) if
  * this CPU has them, else none. */
