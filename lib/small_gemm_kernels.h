@@ -68,7 +68,9 @@ SG(tile_nv)(const int R, int64_t nv, int64_t i, int64_t j, int64_t m, int64_t n,
         SG(tile)(R, 4, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
         return;
     }
-    if (nv == 3) {
+#endif
+#if SG_NV >= 3
+    if (nv >= 3) {
         SG(tile)(R, 3, i, j, m, n, k, a, rsa, csa, b, ldb, e, ct, ldc);
         return;
     }
