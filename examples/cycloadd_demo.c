@@ -488,7 +488,8 @@ int main(int argc, char **argv)
     config c = parse_args(argc, argv);
     const char *arch = NULL;
     if (mtl_blis_select_best_arch(&arch) != MTL_OK) fprintf(stderr, "note: %s\n", mtl_last_error_message());
-    printf("libmtl %s, BLIS %s '%s'\n", mtl_version_string(), mtl_blis_version(), mtl_blis_arch());
+    printf("libmtl %s, BLIS %s '%s', small kernels %s\n", mtl_version_string(), mtl_blis_version(), mtl_blis_arch(),
+           mtl_small_kernels());
 
     data d = { 0 };
     load_data(&c, &d);

@@ -9,7 +9,8 @@ int main(void)
     if (s != MTL_OK) fprintf(stderr, "note: %s\n", mtl_last_error_message());
     printf("libmtl %s (header %d, library %d)\n", mtl_version_string(), MTL_VERSION_NUMBER,
            mtl_version_number());
-    printf("BLIS %s, kernels '%s'%s, threading %s\n", mtl_blis_version(), mtl_blis_arch(),
-           mtl_blis_is_fallback() ? " (generic fallback!)" : "", mtl_blis_threading());
+    printf("BLIS %s, kernels '%s'%s, threading %s; libmtl's small kernels: %s\n", mtl_blis_version(),
+           mtl_blis_arch(), mtl_blis_is_fallback() ? " (generic fallback!)" : "", mtl_blis_threading(),
+           mtl_small_kernels());
     return 0;
 }

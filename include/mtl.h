@@ -240,6 +240,13 @@ MTL_API const char *mtl_blis_arch(void);
 MTL_API int mtl_blis_is_fallback(void);
 /** Threading model BLIS was built with: "openmp", "pthreads" or "none". */
 MTL_API const char *mtl_blis_threading(void);
+/** Instruction set of libmtl's own kernels for small products (under
+ *  4 MFLOP: a small network's GEMMs, 1-wide layers, batch-1 predict):
+ *  "avx512", "avx2" or "none" (then BLIS computes everything).  Chosen
+ *  once per process from the CPU; the environment variable
+ *  MTL_SMALL_KERNEL=avx2 or =off overrides it (diagnostics).  Both kernel
+ *  sets give the same bits (static string). */
+MTL_API const char *mtl_small_kernels(void);
 
 /** Opt in to the fastest kernel set compiled into BLIS for this CPU.
  *

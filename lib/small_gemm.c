@@ -287,6 +287,11 @@ const char *mtli_small_gemm_isa_name(void)
     return names[small_isa()];
 }
 
+const char *mtl_small_kernels(void)
+{
+    return mtli_small_gemm_isa_name();
+}
+
 /* Shapes and strides the kernel takes (anything odd goes to mtli_gemm,
  * which reports it). */
 static bool small_ok(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,

@@ -166,6 +166,11 @@ TEST(blis_config)
     int fb = mtl_blis_is_fallback();
     ASSERT(fb == 0 || fb == 1);
     if (fb) ASSERT(strcmp(arch, "generic") == 0);
+    const char *sk = mtl_small_kernels();
+    ASSERT(strcmp(sk, "avx512") == 0 || strcmp(sk, "avx2") == 0 || strcmp(sk, "none") == 0);
+    const char *want = getenv("MTL_SMALL_KERNEL");
+    if (want && strcmp(want, "off") == 0) ASSERT(strcmp(sk, "none") == 0);
+    if (want && strcmp(want, "avx2") == 0) ASSERT(strcmp(sk, "avx512") != 0);
     return 0;
 }
 

@@ -649,8 +649,8 @@ static void emit(const workload *w, int nt, const char *measure, const char *uni
                unit, floor, unit, ratio);
     printf("{\"workload\":\"%s\",\"threads\":%d,\"measure\":\"%s\",\"libmtl\":%.6g,\"floor\":%.6g,"
            "\"ratio\":%.4f,\"unit\":\"%s\",\"floor_gemm\":%.6g,\"foreign_load_cpus\":%.3f,"
-           "\"blis_arch\":\"%s\"",
-           w->name, nt, measure, lib, floor, ratio, unit, floor_gemm, foreign, g_arch);
+           "\"blis_arch\":\"%s\",\"small_kernels\":\"%s\"",
+           w->name, nt, measure, lib, floor, ratio, unit, floor_gemm, foreign, g_arch, mtl_small_kernels());
     printf(",\"clock\":\"%s\"", g_cpu_clock ? "cpu" : "wall");
     if (g_naive_us > 0) printf(",\"floor_naive\":%.6g", g_naive_us);
     if (g_ratio_best > 0) printf(",\"ratio_best\":%.4f", g_ratio_best);
@@ -896,16 +896,17 @@ int main(int argc, char **argv)
 
     const char *env_arch = getenv("BLIS_ARCH_TYPE");
     if (!g_cfg.json_only) {
-        printf("libmtl %s, BLIS %s, kernels '%s'%s, threading %s, %ld CPUs online\n", mtl_version_string(),
-               mtl_blis_version(), g_arch, mtl_blis_is_fallback() ? " (GENERIC FALLBACK: slow)" : "",
-               mtl_blis_threading(), g_ncpu);
+        printf("libmtl %s, BLIS %s, kernels '%s'%s, threading %s, libmtl small kernels %s, %ld CPUs online\n",
+               mtl_version_string(), mtl_blis_version(), g_arch,
+               mtl_blis_is_fallback() ? " (GENERIC FALLBACK: slow)" : "", mtl_blis_threading(), mtl_small_kernels(),
+               g_ncpu);
         printf("samples %d x >= %.0f ms each, median per call, %s clock\n", g_cfg.samples, g_cfg.min_s * 1e3,
                g_cfg.cpu_clock ? "thread CPU (1 thread; wall for more)" : "wall");
     }
     printf("{\"blis_arch\":\"%s\",\"blis_arch_id\":%d,\"blis_version\":\"%s\",\"blis_arch_type_env\":\"%s\","
-           "\"cpus\":%ld,\"samples\":%d,\"min_ms\":%.0f}\n",
-           g_arch, g_arch_id, mtl_blis_version(), env_arch ? env_arch : "", g_ncpu, g_cfg.samples,
-           g_cfg.min_s * 1e3);
+           "\"small_kernels\":\"%s\",\"cpus\":%ld,\"samples\":%d,\"min_ms\":%.0f}\n",
+           g_arch, g_arch_id, mtl_blis_version(), env_arch ? env_arch : "", mtl_small_kernels(), g_ncpu,
+           g_cfg.samples, g_cfg.min_s * 1e3);
     fflush(stdout);
 
     load_mark start = load_now();

@@ -226,6 +226,15 @@ class Blis(unittest.TestCase):
         self.assertIn(info["threading"], ("openmp", "pthreads", "none"))
         self.assertIsInstance(info["is_fallback"], bool)
 
+    def test_small_kernels(self):
+        self.assertIn(libmtl.small_kernels(), ("avx512", "avx2", "none"))
+        # The environment variable, in a fresh process (read once).
+        code = "import libmtl\nprint(libmtl.small_kernels())\n"
+        env = dict(os.environ, MTL_SMALL_KERNEL="off")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "none")
+
     def test_select_best_arch_in_a_fresh_process(self):
         # Process-wide and one-shot: run it where nothing has used BLIS.
         code = ("import libmtl\n"

@@ -82,6 +82,13 @@ def blis_info():
             "threading": decode(C.mtl_blis_threading())}
 
 
+def small_kernels():
+    """Instruction set of libmtl's own kernels for small products:
+    'avx512', 'avx2' or 'none' (BLIS computes everything).  The
+    environment variable MTL_SMALL_KERNEL=avx2 or =off overrides it."""
+    return decode(C.mtl_small_kernels())
+
+
 def select_best_arch():
     """Opt in to the fastest BLIS kernels for this CPU (process-wide; call
     at start-up, before anything uses BLIS).  Returns the kernel set in

@@ -66,6 +66,7 @@ PROTOTYPES = {
     "mtl_blis_is_fallback": (c_int, []),
     "mtl_blis_threading": (c_char_p, []),
     "mtl_blis_select_best_arch": (status_t, [p_str]),
+    "mtl_small_kernels": (c_char_p, []),
     # model definition
     "mtl_model_create": (status_t, [handle_out_t, handle_t, c_int64]),
     "mtl_model_destroy": (None, [handle_t]),
