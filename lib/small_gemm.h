@@ -12,14 +12,6 @@
  * thread anyway. */
 #define MTLI_SMALL_GEMM_MAX_FLOPS 4000000.0
 
-/* Row-major C[m x n] = alpha * op(A) op(B) + beta * C, as mtli_gemm.
- * Computes it and returns true when the product is small (at most
- * MTLI_SMALL_GEMM_MAX_FLOPS), this CPU has the kernels and the shape is one it
- * handles (not op(A) and op(B) both transposed); otherwise returns false
- * without touching C, and the caller uses mtli_gemm.  The choice depends
- * on the shape only, never on the thread settings, and each element is
- * one fused multiply-add chain over k in order: results are the same
- * whatever the thread count.  Small products run on one thread. */
 /* Does this CPU run the small kernel (AVX-512F, or AVX2 + FMA; the
  * environment variable MTL_SMALL_KERNEL=avx2 or =off, read once, picks
  * AVX2 or none)?  Cheap; any thread. */
@@ -31,6 +23,14 @@ const char *mtli_small_gemm_isa_name(void);
  * while other threads run products. */
 bool mtli_small_gemm_select(const char *name);
 
+/* Row-major C[m x n] = alpha * op(A) op(B) + beta * C, as mtli_gemm.
+ * Computes it and returns true when the product is small (at most
+ * MTLI_SMALL_GEMM_MAX_FLOPS), this CPU has the kernels and the shape is
+ * one they handle (not op(A) and op(B) both transposed); otherwise returns false
+ * without touching C, and the caller uses mtli_gemm.  The choice depends
+ * on the shape only, never on the thread settings, and each element is
+ * one fused multiply-add chain over k in order: results are the same
+ * whatever the thread count.  Small products run on one thread. */
 bool mtli_small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *bm, int64_t ldb, float beta, float *c, int64_t ldc);
 
