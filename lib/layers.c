@@ -432,6 +432,13 @@ typedef struct finish_back_job {
     int64_t ldd, lddz;
 } finish_back_job;
 
+/* d *= keep / (1 - p) over one row of n: dropout's backward, with the
+ * row's keep flags mk. */
+static void dropout_backward_row(const uint8_t *mk, int64_t n, float scale, float *d)
+{
+    for (int64_t j = 0; j < n; j++) d[j] *= (float)mk[j] * scale;
+}
+
 /* Rows [r0, r1) x columns [c0, c1) of that epilogue, d pointing at
  * element (r0, c0) of dL/d(out) (row stride ldd; scaled in place).  The
  * bias gradient of a column is zeroed with row 0 and then accumulates the
@@ -446,10 +453,7 @@ static void finish_back_block(const finish_back_job *job, int64_t r0, int64_t r1
     for (int64_t i = r0; i < r1; i++) {
         float *di = d + (i - r0) * ldd, *dzi = job->dz + i * job->lddz + c0;
         const float *pre = job->s->pre + i * ld + c0, *post = job->s->post + i * ld + c0;
-        if (job->drop) {
-            const uint8_t *mk = job->s->mask + i * ld + c0;
-            for (int64_t j = 0; j < n; j++) di[j] *= (float)mk[j] * job->scale;
-        }
+        if (job->drop) dropout_backward_row(job->s->mask + i * ld + c0, n, job->scale, di);
         if (L->act == MTL_ACT_GELU) {
             act_backward_row(L->act, n, pre, post, di);
             bias_grad_row(n, di, db, dzi);
@@ -481,14 +485,11 @@ void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, flo
                                    int64_t lddz, int64_t n_threads)
 {
     const int64_t n = L->fan_out, ld = s->ld;
+    const finish_back_job job = finish_back_setup(L, grads, m, s, train, d, ldd, dz, lddz);
     if (!L->layer_norm) {
-        finish_back_job job = finish_back_setup(L, grads, m, s, train, d, ldd, dz, lddz);
-        mtli_run_slices(finish_back_cols, &job, n, mtli_elementwise_threads(m * n, n_threads));
+        mtli_run_slices(finish_back_cols, (void *)&job, n, mtli_elementwise_threads(m * n, n_threads));
         return;
     }
-    const bool drop = train && L->dropout > 0.0f;
-    uint32_t thr;
-    const float scale = drop ? dropout_threshold(L->dropout, &thr) : 1.0f;
     float *db = grads + L->b_off;
     memset(db, 0, (size_t)n * sizeof(float));
     memset(grads + L->gain_off, 0, (size_t)n * sizeof(float));
@@ -497,10 +498,7 @@ void mtli_dense_finish_backward_to(const mtli_layer *L, const float *params, flo
     for (int64_t i = 0; i < m; i++) {
         float *di = d + i * ldd, *dzi = dz + i * lddz;
         const float *pre = s->pre + i * ld, *post = s->post + i * ld;
-        if (drop) {
-            const uint8_t *mk = s->mask + i * ld;
-            for (int64_t j = 0; j < n; j++) di[j] *= (float)mk[j] * scale;
-        }
+        if (job.drop) dropout_backward_row(s->mask + i * ld, n, job.scale, di);
         if (L->act == MTL_ACT_GELU)
             gelu_backward_norm_row(n, pre, g, sh, di);
         else
