@@ -294,13 +294,20 @@ const char *mtl_small_kernels(void)
 
 /* Shapes and strides the kernel takes (anything odd goes to mtli_gemm,
  * which reports it). */
+/* A small product (at most MTLI_SMALL_GEMM_MAX_FLOPS) on a CPU with the kernels. */
+static bool small_shape(int64_t m, int64_t n, int64_t k)
+{
+    if (m < 1 || n < 1 || k < 1) return false;
+    if (2.0 * (double)m * (double)n * (double)k > MTLI_SMALL_GEMM_MAX_FLOPS) return false;
+    return mtli_small_gemm_available();
+}
+
 static bool small_ok(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                      const float *bm, int64_t ldb, const float *c, int64_t ldc)
 {
-    if (m < 1 || n < 1 || k < 1 || (trans_a && trans_b)) return false;
-    if (2.0 * (double)m * (double)n * (double)k > MTLI_SMALL_GEMM_MAX_FLOPS) return false;
+    if (trans_a && trans_b) return false;
     if (!a || !bm || !c || ldc < n || lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) return false;
-    return mtli_small_gemm_available();
+    return small_shape(m, n, k);
 }
 
 #if MTLI_SMALL_GEMM_X86
@@ -344,9 +351,7 @@ bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, con
 
 bool mtli_small_gemm_tiles_fit(bool trans_b, int64_t m, int64_t n, int64_t k)
 {
-    if (m < 1 || n < 1 || k < 1 || (trans_b && k > KC)) return false;
-    if (2.0 * (double)m * (double)n * (double)k > MTLI_SMALL_GEMM_MAX_FLOPS) return false;
-    return mtli_small_gemm_available();
+    return !(trans_b && k > KC) && small_shape(m, n, k);
 }
 
 bool mtli_small_gemm_tiles(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
