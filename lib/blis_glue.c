@@ -26,7 +26,7 @@ void mtli_blas_init(mtli_blas *b, const mtli_settings *s)
 {
     b->num_threads = s->num_threads;
     b->parallel_min_flops = s->parallel_min_flops;
-    b->warm_operands = false;
+    b->warm_weights = false;
 }
 
 /* Thread only GEMMs big enough to profit (decided by size, never by data,
@@ -46,30 +46,27 @@ static void mtli_rntm_for(const mtli_blas *b, double flops, rntm_t *r)
     bli_rntm_disable_l3_sup(r);
 }
 
-/* Operands worth warming: bigger than a core's L2 (1 MB on Zen 4/5,
- * 1-2 MB on Intel server cores), small enough to stay in a shared L3
- * beside the other operand (16 MB: half of a Zen CCD's L3). */
-#define MTLI_WARM_MIN_BYTES ((size_t)1 << 20)
+/* Weights worth warming: 64 KB and up (smaller ones are a few µs of
+ * BLIS time, or go to libmtl's own kernels), and small enough to stay in
+ * a shared L3 beside the other operand (16 MB: half of a Zen CCD's L3). */
+#define MTLI_WARM_MIN_BYTES ((size_t)64 << 10)
 #define MTLI_WARM_MAX_BYTES ((size_t)16 << 20)
 
-/* Warming: read one 4-byte word per 64-byte line of a GEMM's big
- * operands, in address order, before BLIS packs them.
+/* Warming: read one 4-byte word per 64-byte line of a GEMM's B operand,
+ * in address order, before BLIS packs it.
  * Why: a training step's optimiser pass streams every parameter, gradient
  * and Adam moment through the caches, so the next forward pass finds its
- * weights in memory.  BLIS packs them in KC x NR slivers, row by row with
- * a large stride, and those reads wait on memory latency: at W3 the
- * step's GEMMs ran 4-6 % slower than the same shapes with warm operands
- * (docs/performance.md).  A sequential read brings a matrix into L2/L3
- * at full bandwidth (the hardware prefetchers follow it) for a fraction
- * of that.  Words are read as integers (no floating-point operation, so a
- * NaN raises no trap a host may have enabled) into four independent xors,
- * and a volatile store keeps the loads.  The operands are seen as one
- * range of words, a in [0, na) and b after it, split across the GEMM's
- * threads. */
-typedef struct warm_job {
-    const uint32_t *a, *b;
-    int64_t na, nb;
-} warm_job;
+ * weights in L3 or memory.  BLIS packs them in KC x NR slivers, row by row
+ * with a large stride, and those reads wait on latency: the step's GEMMs
+ * ran 4-6 % (W3) and 5-8 % (W2) slower than the same shapes with warm
+ * operands (docs/performance.md).  A sequential read brings a matrix into
+ * L2/L3 at full bandwidth (the hardware prefetchers follow it) for a
+ * fraction of that.  Only B: in the forward pass it is always the layer's
+ * weights, while A, the layer's input, was just read (the batch check) or
+ * just written (the layer below's epilogue).  Words are read as integers
+ * (no floating-point operation, so a NaN raises no trap a host may have
+ * enabled) into four independent xors, and a volatile store keeps the
+ * loads.  The words are split across the GEMM's threads. */
 
 static uint32_t warm_words(const uint32_t *w, int64_t lo, int64_t hi)
 {
@@ -85,11 +82,7 @@ static uint32_t warm_words(const uint32_t *w, int64_t lo, int64_t hi)
 
 static void warm_slice(void *ctx, int64_t lo, int64_t hi)
 {
-    const warm_job *j = ctx;
-    uint32_t x = 0;
-    if (lo < j->na) x ^= warm_words(j->a, lo, hi < j->na ? hi : j->na);
-    if (hi > j->na) x ^= warm_words(j->b, (lo > j->na ? lo : j->na) - j->na, hi - j->na);
-    volatile uint32_t sink = x;
+    volatile uint32_t sink = warm_words(*(const uint32_t **)ctx, lo, hi);
     (void)sink;
 }
 
@@ -101,16 +94,11 @@ static int64_t warm_extent(int64_t rows, int64_t cols, int64_t ld)
     return n * sizeof(float) > MTLI_WARM_MIN_BYTES && n * sizeof(float) <= MTLI_WARM_MAX_BYTES ? (int64_t)n : 0;
 }
 
-static void warm_operands(const float *a, int64_t a_rows, int64_t a_cols, int64_t lda, const float *bm,
-                          int64_t b_rows, int64_t b_cols, int64_t ldb, int64_t n_threads)
+static void warm_matrix(const float *bm, int64_t b_rows, int64_t b_cols, int64_t ldb, int64_t n_threads)
 {
-    warm_job j = {
-        .a = (const uint32_t *)(const void *)a,
-        .b = (const uint32_t *)(const void *)bm,
-        .na = warm_extent(a_rows, a_cols, lda),
-        .nb = warm_extent(b_rows, b_cols, ldb),
-    };
-    if (j.na + j.nb > 0) mtli_run_slices(warm_slice, &j, j.na + j.nb, n_threads);
+    const int64_t nb = warm_extent(b_rows, b_cols, ldb);
+    const uint32_t *words = (const uint32_t *)(const void *)bm;
+    if (nb > 0) mtli_run_slices(warm_slice, &words, nb, n_threads);
 }
 
 static bool mtli_stride_ok(int64_t rows, int64_t cols, int64_t ld)
@@ -145,7 +133,7 @@ mtl_status mtli_gemm(const mtli_blas *b, bool trans_a, bool trans_b, int64_t m, 
     mtli_blis_ensure_init();
     rntm_t r;
     mtli_rntm_for(b, 2.0 * (double)m * (double)n * (double)k, &r);
-    if (b->warm_operands) warm_operands(a, a_rows, a_cols, lda, bm, b_rows, b_cols, ldb, bli_rntm_num_threads(&r));
+    if (b->warm_weights) warm_matrix(bm, b_rows, b_cols, ldb, bli_rntm_num_threads(&r));
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  (dim_t)m, (dim_t)n, (dim_t)k, &alpha, (float *)a, (inc_t)lda, 1, (float *)bm, (inc_t)ldb, 1,
                  &beta, c, (inc_t)ldc, 1, NULL, &r);

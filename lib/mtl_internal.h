@@ -131,8 +131,9 @@ enum {
 typedef struct mtli_blas {
     int64_t num_threads;
     int64_t parallel_min_flops;
-    bool warm_operands; /* read big operands once before BLIS packs them (the
-                         * training forward pass: see mtli_gemm); false after init */
+    bool warm_weights; /* read the B operand (a layer's weights) once before
+                        * BLIS packs it (the training forward pass: see
+                        * mtli_gemm); false after init */
 } mtli_blas;
 
 void mtli_blas_init(mtli_blas *b, const mtli_settings *s);

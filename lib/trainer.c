@@ -168,10 +168,10 @@ static mtl_status gradient_pass(mtl_trainer *t, int64_t n, const float *x, int64
     mtl_status st = mtli_scale_targets(m, n, y, ldy, mask, ldmask, e->ys, m->target_width);
     if (st != MTL_OK) return mtli_fail_prefix(st, "%s: ", fn);
     /* The forward pass follows the last step's optimiser pass, which has
-     * streamed the weights out of the caches: its GEMMs warm their big
-     * operands first (mtli_gemm).  The backward pass's are warm already. */
+     * streamed the weights out of the caches: its GEMMs warm their weights
+     * first (mtli_gemm).  The backward pass's operands are warm already. */
     mtli_blas warm = t->blas;
-    warm.warm_operands = true;
+    warm.warm_weights = true;
     MTLI_TRY(mtli_engine_forward(e, m, &warm, n, xin, ldxin, true, (uint64_t)t->settings.seed, t->step_count));
     mtli_engine_losses(e, m, e->ys, m->target_width, mask, ldmask, sw, t->last_losses, t->has_label);
     for (int64_t k = 0; k < m->n_tasks; k++)

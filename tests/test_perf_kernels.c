@@ -318,17 +318,17 @@ TEST(adam_flushes_tiny_moments)
     return 0;
 }
 
-/* Warming (blis_glue.c) only reads a training forward pass's big GEMM
- * operands before BLIS packs them: C must be bitwise what it is without,
+/* Warming (blis_glue.c) only reads a training forward pass's GEMM weights
+ * (operand B) before BLIS packs them: C must be bitwise what it is without,
  * on one thread and two, and the operands must be untouched.  The rows'
  * padding, inside the extent the warm pass reads but never read by BLIS,
  * holds a signalling NaN, and with the invalid-operation trap on (glibc,
  * not under valgrind) the test would die of SIGFPE if warming loaded
  * those words as floats. */
-TEST(gemm_warm_operands_change_nothing)
+TEST(gemm_warm_weights_change_nothing)
 {
     /* A 72 x 4096 and B 4096 x 72 (or 72 x 4096), 1.2-1.4 MB with padding:
-     * both above the 1 MB warming threshold, with a long k so the product
+     * above the 64 KB warming threshold, with a long k so the product
      * stays small (42 MFLOP: seconds, not minutes, under valgrind). */
     const int64_t m = 72, k = 4096, n = 72, pad = 16;
     const uint32_t snan_bits = 0x7fa00000u;
@@ -353,9 +353,9 @@ TEST(gemm_warm_operands_change_nothing)
             s.num_threads = threads;
             mtli_blas cold;
             mtli_blas_init(&cold, &s);
-            ASSERT(!cold.warm_operands);
+            ASSERT(!cold.warm_weights);
             mtli_blas warm = cold;
-            warm.warm_operands = true;
+            warm.warm_weights = true;
             ASSERT_EQ_INT(mtli_gemm(&cold, false, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c_cold, n), MTL_OK);
 #if defined(__GLIBC__) && defined(FE_INVALID)
             const bool trap = !UNDER_VALGRIND && feenableexcept(FE_INVALID) != -1;
@@ -377,4 +377,4 @@ TEST_MAIN(TEST_ENTRY(small_gemm_matches_double_reference), TEST_ENTRY(small_gemm
           TEST_ENTRY(small_gemm_rows_independent), TEST_ENTRY(small_gemm_bias_act_equals_two_passes),
           TEST_ENTRY(small_dots_match_double_reference), TEST_ENTRY(small_kernels_avx2_equals_avx512),
           TEST_ENTRY(adam_flushes_tiny_moments),
-          TEST_ENTRY(gemm_warm_operands_change_nothing))
+          TEST_ENTRY(gemm_warm_weights_change_nothing))
