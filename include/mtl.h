@@ -142,7 +142,7 @@ typedef enum mtl_option {
     MTL_OPT_BETA2 = MTL_OPTTYPE_F64 | 105,          /**< [0, 1), default 0.999 */
     MTL_OPT_EPSILON = MTL_OPTTYPE_F64 | 106,        /**< (0, 1], default 1e-8 */
     MTL_OPT_WEIGHT_DECAY = MTL_OPTTYPE_F64 | 107,   /**< [0, 1], default 0 (AdamW: decoupled) */
-    MTL_OPT_CLIP_NORM = MTL_OPTTYPE_F64 | 108,      /**< global grad-norm clip, 0 = off */
+    MTL_OPT_CLIP_NORM = MTL_OPTTYPE_F64 | 108,      /**< global grad-norm clip, 0 = off (docs/training.md) */
 
     /* trainer: learning-rate schedule */
     MTL_OPT_SCHEDULE = MTL_OPTTYPE_I64 | 120,       /**< mtl_schedule, default CONSTANT */
@@ -585,6 +585,10 @@ MTL_API mtl_status mtl_trainer_compute_gradients(mtl_trainer *trainer, int64_t n
                                                  int64_t ldx, const float *y, int64_t ldy,
                                                  const uint8_t *mask, int64_t ldmask,
                                                  const float *sample_weight, double *task_losses);
+/** Copy the flat gradient (n = mtl_model_param_count) of the last
+ *  mtl_trainer_compute_gradients or mtl_trainer_step.  After a step it is
+ *  the gradient before clipping: MTL_OPT_CLIP_NORM scales it inside the
+ *  update.  MTL_ERR_STATE before any gradient. */
 MTL_API mtl_status mtl_trainer_get_gradients(const mtl_trainer *trainer, float *out, int64_t n);
 
 /** One optimiser step on a batch the host supplies (gradients as above,

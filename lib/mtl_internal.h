@@ -384,11 +384,17 @@ int64_t mtli_task_threads(int64_t n_tasks, int64_t num_threads);
  * n_threads <= 1 or n <= 1. */
 typedef void (*mtli_part_fn)(void *ctx, int64_t k, int64_t lo, int64_t hi);
 void mtli_run_parts(mtli_part_fn body, void *ctx, int64_t n, int64_t n_threads);
+/* The update with the gradient taken as grad_scale * grads (clipping; 1 =
+ * as is), on up to n_threads threads: the same bits for any n_threads. */
 void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                            const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
-                           int isa, int64_t n_threads);
+                           int isa, int64_t n_threads, float grad_scale);
 /* Is every one of x[0..n) finite (no Inf, no NaN)? */
 bool mtli_all_finite(const float *x, int64_t n, int isa, int64_t n_threads);
+/* Sum of x[i]^2 in double (gradient clipping): the same bits for any
+ * n_threads and isa (optim.c); NaN or Inf exactly when some x[i] is. */
+double mtli_sum_squares(const float *x, int64_t n, int isa, int64_t n_threads);
+
 /* The first non-Inf/NaN element, in row order, of a rows x cols matrix with
  * row stride ld: false if there is none, else true with *row and *col set
  * (for the caller's message).  A vector pass first (on up to num_threads

@@ -14,6 +14,9 @@
  *          v = b2*v + (1-b2)*g'^2;  p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
  *   AdamW: as Adam with g' = g, and first p *= 1 - lr*wd (decoupled decay)
  *   with bc1 = 1 - b1^t, bc2 = 1 - b2^t, t = updates applied so far + 1.
+ * g is the gradient times grad_scale (float multiply; 1 = as is): global-
+ * norm clipping is applied here, inside the update, rather than by a pass
+ * of its own over the gradient (trainer.c).
  * Adam moments smaller than 1e-30 in magnitude are set to zero.
  * A parameter whose gradient is exactly zero (a dead ReLU unit) would
  * otherwise keep a subnormal first moment forever (0.9 times the smallest
@@ -74,6 +77,7 @@ typedef struct update_job {
     float *params, *m, *v;
     const float *grads;
     double lr, bc1, bc2;
+    float grad_scale;
     const mtli_range *ranges;
     int64_t n_ranges;
     int isa;
@@ -87,6 +91,7 @@ static void update_span(const update_job *j, int64_t r, int64_t b, int64_t n)
     switch (cfg->kind) {
     case MTL_OPTIMIZER_SGD: {
         const mtli_sgd_coef c = {
+            .gscale = j->grad_scale,
             .lr = (float)lr_r,
             .wd = (float)cfg->weight_decay,
             .mu = (float)cfg->momentum,
@@ -100,6 +105,7 @@ static void update_span(const update_job *j, int64_t r, int64_t b, int64_t n)
     case MTL_OPTIMIZER_ADAMW: {
         const bool decoupled = cfg->kind == MTL_OPTIMIZER_ADAMW;
         const mtli_adam_coef c = {
+            .gscale = j->grad_scale,
             .b1 = (float)cfg->beta1,
             .one_minus_b1 = (float)(1.0 - cfg->beta1),
             .b2 = (float)cfg->beta2,
@@ -133,19 +139,19 @@ static void update_slice(void *ctx, int64_t lo, int64_t hi)
 void mtli_optim_update(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                        const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges)
 {
-    mtli_optim_update_par(cfg, st, params, grads, lr, ranges, n_ranges, mtli_optim_best_isa(), 1);
+    mtli_optim_update_par(cfg, st, params, grads, lr, ranges, n_ranges, mtli_optim_best_isa(), 1, 1.0f);
 }
 
 void mtli_optim_update_isa(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                            const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
                            int isa)
 {
-    mtli_optim_update_par(cfg, st, params, grads, lr, ranges, n_ranges, isa, 1);
+    mtli_optim_update_par(cfg, st, params, grads, lr, ranges, n_ranges, isa, 1, 1.0f);
 }
 
 void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, float *params,
                            const float *grads, double lr, const mtli_range *ranges, int64_t n_ranges,
-                           int isa, int64_t n_threads)
+                           int isa, int64_t n_threads, float grad_scale)
 {
     st->t++;
     const double t = (double)st->t;
@@ -156,6 +162,7 @@ void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, f
         .v = st->v,
         .grads = grads,
         .lr = lr,
+        .grad_scale = grad_scale,
         /* Bias corrections once per step, in double (b^t underflows gracefully). */
         .bc1 = 1.0 - pow(cfg->beta1, t),
         .bc2 = 1.0 - pow(cfg->beta2, t),
@@ -167,6 +174,46 @@ void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, f
     for (int64_t r = 0; r < n_ranges; r++)
         if (ranges[r].end > ranges[r].begin) total += ranges[r].end - ranges[r].begin;
     mtli_run_slices(update_slice, &j, total, n_threads);
+}
+
+/* ---- gradient clipping: the sum of squares and the scaling ------------------ */
+
+/* The sum runs over blocks whose size depends on n only (at least
+ * SUMSQ_MIN_BLOCK elements, at most SUMSQ_MAX_BLOCKS blocks): each thread
+ * sums whole blocks with the kernel, and the block sums are added in block
+ * order afterwards, so the result is the same bits on any number of
+ * threads and on every instruction set. */
+#define SUMSQ_MIN_BLOCK ((int64_t)1 << 15)
+#define SUMSQ_MAX_BLOCKS 1024
+
+typedef struct sumsq_job {
+    const float *x;
+    int64_t n, block;
+    int isa;
+    double *sums;
+} sumsq_job;
+
+static void sumsq_part(void *ctx, int64_t k, int64_t lo, int64_t hi)
+{
+    (void)k;
+    const sumsq_job *j = ctx;
+    for (int64_t b = lo; b < hi; b++) {
+        const int64_t begin = b * j->block, len = j->n - begin < j->block ? j->n - begin : j->block;
+        j->sums[b] = mtli_sumsq_kernel(j->x + begin, len, j->isa);
+    }
+}
+
+double mtli_sum_squares(const float *x, int64_t n, int isa, int64_t n_threads)
+{
+    int64_t block = SUMSQ_MIN_BLOCK;
+    if (n > block * SUMSQ_MAX_BLOCKS) block = ((n + SUMSQ_MAX_BLOCKS - 1) / SUMSQ_MAX_BLOCKS + 31) & ~(int64_t)31;
+    const int64_t nb = n > 0 ? (n + block - 1) / block : 0;
+    double sums[SUMSQ_MAX_BLOCKS];
+    sumsq_job j = { .x = x, .n = n, .block = block, .isa = isa, .sums = sums };
+    mtli_run_parts(sumsq_part, &j, nb, n_threads);
+    double s = 0.0;
+    for (int64_t b = 0; b < nb; b++) s += sums[b];
+    return s;
 }
 
 /* ---- the finite check ----------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* optim_kernels.c -- the elementwise loops of the optimiser step: SGD,
- * Adam/AdamW and the gradient finite check, over one contiguous span.
+ * Adam/AdamW, the gradient finite check and the gradient's sum of squares
+ * (clipping), over one contiguous span.
  * The formulas are in optim.c's header comment.
  *
  * Adam and the finite check have one version per instruction set, chosen
@@ -101,20 +102,20 @@ int mtli_optim_best_isa(void)
 
 /* ---- SGD ------------------------------------------------------------------ */
 
-static void mtli_sgd_plain(float *restrict p, const float *restrict g, int64_t n, float lr, float wd)
+static void mtli_sgd_plain(float *restrict p, const float *restrict g, int64_t n, float gs, float lr, float wd)
 {
     int64_t i = 0;
 #if MTLI_HAVE_F4
     for (; i + 4 <= n; i += 4) {
         mtli_f4 pi = f4_load(p + i);
-        f4_store(p + i, pi - lr * (f4_load(g + i) + wd * pi));
+        f4_store(p + i, pi - lr * (gs * f4_load(g + i) + wd * pi));
     }
 #endif
-    for (; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+    for (; i < n; i++) p[i] -= lr * (gs * g[i] + wd * p[i]);
 }
 
 static void mtli_sgd_momentum(float *restrict p, const float *restrict g, float *restrict vel,
-                              int64_t n, float lr, float wd, float mu, bool nesterov)
+                              int64_t n, float gs, float lr, float wd, float mu, bool nesterov)
 {
     /* Nesterov: d = g' + mu*v (after the velocity update); classic: d = v. */
     const float look = nesterov ? mu : 0.0f, keep_g = nesterov ? 1.0f : 0.0f;
@@ -123,14 +124,14 @@ static void mtli_sgd_momentum(float *restrict p, const float *restrict g, float 
 #if MTLI_HAVE_F4
     for (; i + 4 <= n; i += 4) {
         mtli_f4 pi = f4_load(p + i);
-        mtli_f4 gi = f4_load(g + i) + wd * pi;
+        mtli_f4 gi = gs * f4_load(g + i) + wd * pi;
         mtli_f4 vi = mu * f4_load(vel + i) + gi;
         f4_store(vel + i, vi);
         f4_store(p + i, pi - lr * (keep_g * gi + (look + keep_v) * vi));
     }
 #endif
     for (; i < n; i++) {
-        float gi = g[i] + wd * p[i];
+        float gi = gs * g[i] + wd * p[i];
         float vi = mu * vel[i] + gi;
         vel[i] = vi;
         p[i] -= lr * (keep_g * gi + (look + keep_v) * vi);
@@ -141,9 +142,9 @@ void mtli_sgd_kernel(float *restrict p, const float *restrict g, float *restrict
                      const mtli_sgd_coef *c)
 {
     if (c->momentum)
-        mtli_sgd_momentum(p, g, vel, n, c->lr, c->wd, c->mu, c->nesterov);
+        mtli_sgd_momentum(p, g, vel, n, c->gscale, c->lr, c->wd, c->mu, c->nesterov);
     else
-        mtli_sgd_plain(p, g, n, c->lr, c->wd);
+        mtli_sgd_plain(p, g, n, c->gscale, c->lr, c->wd);
 }
 
 /* ---- Adam / AdamW --------------------------------------------------------- */
@@ -154,9 +155,10 @@ static void mtli_adam_scalar(float *restrict p, const float *restrict g, float *
 {
     const float b1 = c->b1, a1 = c->one_minus_b1, b2 = c->b2, a2 = c->one_minus_b2;
     const float step = c->step, isb = c->inv_sqrt_bc2, eps = c->eps, l2 = c->l2, keep = c->keep;
+    const float gs = c->gscale;
     for (int64_t i = 0; i < n; i++) {
         float p0 = p[i];
-        float gi = g[i] + l2 * p0;
+        float gi = gs * g[i] + l2 * p0;
         float mi = mtli_flush(b1 * m[i] + a1 * gi);
         float vi = mtli_flush(b2 * v[i] + a2 * (gi * gi));
         m[i] = mi;
@@ -173,10 +175,11 @@ static int64_t mtli_adam_f4(float *restrict p, const float *restrict g, float *r
 {
     const float b1 = c->b1, a1 = c->one_minus_b1, b2 = c->b2, a2 = c->one_minus_b2;
     const float step = c->step, isb = c->inv_sqrt_bc2, eps = c->eps, l2 = c->l2, keep = c->keep;
+    const float gs = c->gscale;
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
         mtli_f4 p0 = f4_load(p + i);
-        mtli_f4 gi = f4_load(g + i) + l2 * p0;
+        mtli_f4 gi = gs * f4_load(g + i) + l2 * p0;
         mtli_f4 mi = f4_flush(b1 * f4_load(m + i) + a1 * gi);
         mtli_f4 vi = f4_flush(b2 * f4_load(v + i) + a2 * (gi * gi));
         f4_store(m + i, mi);
@@ -206,6 +209,7 @@ MTLI_AVX2 static int64_t mtli_adam_f8(float *restrict p, const float *restrict g
 {
     const float b1 = c->b1, a1 = c->one_minus_b1, b2 = c->b2, a2 = c->one_minus_b2;
     const float step = c->step, isb = c->inv_sqrt_bc2, eps = c->eps, l2 = c->l2, keep = c->keep;
+    const float gs = c->gscale;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         mtli_f8 p0, gi, mi, vi;
@@ -213,7 +217,7 @@ MTLI_AVX2 static int64_t mtli_adam_f8(float *restrict p, const float *restrict g
         memcpy(&gi, g + i, sizeof gi);
         memcpy(&mi, m + i, sizeof mi);
         memcpy(&vi, v + i, sizeof vi);
-        gi = gi + l2 * p0;
+        gi = gs * gi + l2 * p0;
         mi = f8_flush(b1 * mi + a1 * gi);
         vi = f8_flush(b2 * vi + a2 * (gi * gi));
         memcpy(m + i, &mi, sizeof mi);
@@ -229,7 +233,7 @@ MTLI_AVX2 static int64_t mtli_adam_f8(float *restrict p, const float *restrict g
  * scalar tail.  Intrinsics rather than vector extensions: a comparison
  * gives a mask register, which `? :` on vectors would not use. */
 typedef struct z16_coef {
-    __m512 b1, a1, b2, a2, step, isb, eps, l2, keep, tiny;
+    __m512 gs, b1, a1, b2, a2, step, isb, eps, l2, keep, tiny;
 } z16_coef;
 
 MTLI_AVX512 static inline __m512 z16_flush(__m512 x, __m512 tiny)
@@ -244,7 +248,7 @@ MTLI_AVX512 static inline void z16_block(float *p, const float *g, float *m, flo
                                          const z16_coef *c)
 {
     const __m512 p0 = _mm512_maskz_loadu_ps(k, p);
-    const __m512 gi = _mm512_add_ps(_mm512_maskz_loadu_ps(k, g), _mm512_mul_ps(c->l2, p0));
+    const __m512 gi = _mm512_add_ps(_mm512_mul_ps(c->gs, _mm512_maskz_loadu_ps(k, g)), _mm512_mul_ps(c->l2, p0));
     const __m512 mi = z16_flush(
         _mm512_add_ps(_mm512_mul_ps(c->b1, _mm512_maskz_loadu_ps(k, m)), _mm512_mul_ps(c->a1, gi)), c->tiny);
     const __m512 vi = z16_flush(_mm512_add_ps(_mm512_mul_ps(c->b2, _mm512_maskz_loadu_ps(k, v)),
@@ -262,6 +266,7 @@ MTLI_AVX512 static void mtli_adam_z16(float *restrict p, const float *restrict g
                                       float *restrict v, int64_t n, const mtli_adam_coef *c)
 {
     const z16_coef z = {
+        .gs = _mm512_set1_ps(c->gscale),
         .b1 = _mm512_set1_ps(c->b1),
         .a1 = _mm512_set1_ps(c->one_minus_b1),
         .b2 = _mm512_set1_ps(c->b2),
@@ -377,4 +382,93 @@ bool mtli_finite_kernel(const float *x, int64_t n, int isa)
 #endif
     (void)isa;
     return finite_scalar(x, n);
+}
+
+/* ---- the sum of squares (gradient clipping) -------------------------------- */
+
+/* Defined as 32 lanes: lane k sums x[i]^2 for i = k mod 32 in order, in
+ * double, then the lanes are combined by one fixed tree (lane_tree).  Each
+ * square of a float is exact in double, so multiply-then-add and a fused
+ * multiply-add give the same bits, and every version below gives the same
+ * result; missing elements of the last 32 count as +0, which adds nothing.
+ * A NaN or Inf anywhere makes the sum NaN or Inf, and finite floats cannot
+ * overflow it (n * FLT_MAX^2 < DBL_MAX for any n a model can have): the sum
+ * is also the finite check. */
+enum { SQ_LANES = 32 };
+
+/* ((l[k] + l[k+16]) + (l[k+8] + l[k+24])) for k < 8, then the same halving
+ * over 4, 2 and 1. */
+static double lane_tree(const double *l)
+{
+    double u[8], h[4];
+    for (int k = 0; k < 8; k++) u[k] = (l[k] + l[k + 16]) + (l[k + 8] + l[k + 24]);
+    for (int k = 0; k < 4; k++) h[k] = u[k] + u[k + 4];
+    return (h[0] + h[2]) + (h[1] + h[3]);
+}
+
+static double sumsq_scalar(const float *x, int64_t n)
+{
+    double l[SQ_LANES] = { 0 };
+    int64_t i = 0;
+    for (; i + SQ_LANES <= n; i += SQ_LANES)
+        for (int k = 0; k < SQ_LANES; k++) l[k] += (double)x[i + k] * (double)x[i + k];
+    for (int k = 0; i < n; i++, k++) l[k] += (double)x[i] * (double)x[i];
+    return lane_tree(l);
+}
+
+#if MTLI_HAVE_X86
+/* acc + p[0..3]^2 in double. */
+MTLI_AVX2 static inline __m256d sq4(__m256d acc, const float *p)
+{
+    const __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(p));
+    return _mm256_add_pd(acc, _mm256_mul_pd(v, v));
+}
+
+MTLI_AVX2 static double sumsq_avx2(const float *x, int64_t n)
+{
+    /* aj holds lanes 4j .. 4j+3, in named registers (GCC kept an array of
+     * accumulators in memory, a store-to-load chain per add). */
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    int64_t i = 0;
+    for (; i + SQ_LANES <= n; i += SQ_LANES) {
+        a0 = sq4(a0, x + i), a1 = sq4(a1, x + i + 4), a2 = sq4(a2, x + i + 8), a3 = sq4(a3, x + i + 12);
+        a4 = sq4(a4, x + i + 16), a5 = sq4(a5, x + i + 20), a6 = sq4(a6, x + i + 24), a7 = sq4(a7, x + i + 28);
+    }
+    double l[SQ_LANES];
+    _mm256_storeu_pd(l, a0), _mm256_storeu_pd(l + 4, a1), _mm256_storeu_pd(l + 8, a2);
+    _mm256_storeu_pd(l + 12, a3), _mm256_storeu_pd(l + 16, a4), _mm256_storeu_pd(l + 20, a5);
+    _mm256_storeu_pd(l + 24, a6), _mm256_storeu_pd(l + 28, a7);
+    for (int k = 0; i < n; i++, k++) l[k] += (double)x[i] * (double)x[i];
+    return lane_tree(l);
+}
+
+/* acc + p[0..7]^2 in double. */
+MTLI_AVX512 static inline __m512d sq8(__m512d acc, const float *p)
+{
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(p));
+    return _mm512_add_pd(acc, _mm512_mul_pd(v, v));
+}
+
+MTLI_AVX512 static double sumsq_avx512(const float *x, int64_t n)
+{
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0; /* aj: lanes 8j .. 8j+7 */
+    int64_t i = 0;
+    for (; i + SQ_LANES <= n; i += SQ_LANES)
+        a0 = sq8(a0, x + i), a1 = sq8(a1, x + i + 8), a2 = sq8(a2, x + i + 16), a3 = sq8(a3, x + i + 24);
+    double l[SQ_LANES];
+    _mm512_storeu_pd(l, a0), _mm512_storeu_pd(l + 8, a1), _mm512_storeu_pd(l + 16, a2);
+    _mm512_storeu_pd(l + 24, a3);
+    for (int k = 0; i < n; i++, k++) l[k] += (double)x[i] * (double)x[i];
+    return lane_tree(l);
+}
+#endif
+
+double mtli_sumsq_kernel(const float *x, int64_t n, int isa)
+{
+#if MTLI_HAVE_X86
+    if (isa == MTLI_ISA_AVX512) return sumsq_avx512(x, n);
+    if (isa == MTLI_ISA_AVX2) return sumsq_avx2(x, n);
+#endif
+    (void)isa;
+    return sumsq_scalar(x, n);
 }

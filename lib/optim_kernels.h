@@ -9,6 +9,7 @@
 
 /* Per-range scalars of one SGD update (formulas: optim.c). */
 typedef struct mtli_sgd_coef {
+    float gscale;        /* the gradient is gscale * g (clipping; 1 = none) */
     float lr, wd;
     float mu;
     bool momentum; /* false: plain SGD (vel unused) */
@@ -17,6 +18,7 @@ typedef struct mtli_sgd_coef {
 
 /* Per-range scalars of one Adam/AdamW update. */
 typedef struct mtli_adam_coef {
+    float gscale;        /* the gradient is gscale * g (clipping; 1 = none) */
     float b1, one_minus_b1, b2, one_minus_b2;
     float step;          /* lr / bc1 */
     float inv_sqrt_bc2;  /* 1 / sqrt(bc2) */
@@ -34,5 +36,8 @@ void mtli_adam_kernel(float *restrict p, const float *restrict g, float *restric
                       int64_t n, const mtli_adam_coef *c, int isa);
 /* Is every one of x[0..n) finite (neither Inf nor NaN)? */
 bool mtli_finite_kernel(const float *x, int64_t n, int isa);
+/* Sum of x[i]^2 in double, in one fixed order whatever the isa (32 lanes,
+ * optim_kernels.c); NaN or Inf exactly when some x[i] is not finite. */
+double mtli_sumsq_kernel(const float *x, int64_t n, int isa);
 
 #endif

@@ -219,19 +219,6 @@ mtl_status mtl_trainer_get_gradients(const mtl_trainer *t, float *out, int64_t n
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
-/* Sum of squares of the gradient in double (clipping): eight lanes, each
- * summing a fixed stride of elements, combined in a fixed order, so the
- * result is deterministic and the loop vectorises. */
-static double grad_sumsq(const float *g, int64_t n)
-{
-    double acc[8] = { 0 };
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * (double)g[i + k];
-    for (int k = 0; i < n; i++, k++) acc[k] += (double)g[i] * (double)g[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 /* Is every element finite?  Tested on the bit pattern (exponent all ones
  * means Inf or NaN) by the optimiser's vector kernels (optim_kernels.c):
  * one pass, no branch per element, cannot overflow (a sum of squares could
@@ -268,17 +255,17 @@ mtl_status mtl_trainer_step(mtl_trainer *t, int64_t n, const float *x, int64_t l
     mtl_model *m = t->model;
     const int isa = mtli_optim_best_isa();
     const int64_t pass_threads = mtli_pass_threads(m->n_params, t->settings.num_threads);
-    if (!mtli_all_finite(t->grads, m->n_params, isa, pass_threads)) return non_finite_gradient(t, fn);
+    /* Global-norm clipping: its sum of squares is the finite check too
+     * (NaN or Inf exactly when some element is), so no second pass. */
+    const bool clip = t->clip_norm > 0.0;
+    const double sumsq = clip ? mtli_sum_squares(t->grads, m->n_params, isa, pass_threads) : 0.0;
+    if (clip ? !isfinite(sumsq) : !mtli_all_finite(t->grads, m->n_params, isa, pass_threads))
+        return non_finite_gradient(t, fn);
     MTLI_TRY(mtli_trainer_weighting_commit(t)); /* learned weights, diagnostics: only for a good step */
-    if (t->clip_norm > 0.0) { /* global-norm clipping */
-        const double norm = sqrt(grad_sumsq(t->grads, m->n_params));
-        if (norm > t->clip_norm) {
-            const float c = (float)(t->clip_norm / norm);
-            for (int64_t i = 0; i < m->n_params; i++) t->grads[i] *= c;
-        }
-    }
+    /* The update takes the clipped gradient as c * g (t->grads keeps g). */
+    const float c = clip && sqrt(sumsq) > t->clip_norm ? (float)(t->clip_norm / sqrt(sumsq)) : 1.0f;
     mtli_optim_update_par(&t->optim, &t->opt_state, m->params, t->grads, t->lr_now, t->ranges, t->n_ranges, isa,
-                          pass_threads);
+                          pass_threads, c);
     mtli_schedule_after_step(t);
     if (task_losses) memcpy(task_losses, t->last_losses, (size_t)t->n_tasks * sizeof(double));
     return MTL_OK;

@@ -10,6 +10,7 @@
 #include "harness.h"
 #include "mtl_internal.h"
 #include "test_network_common.h"
+#include "optim_kernels.h"
 
 #include <float.h>
 #include <stdint.h>
@@ -101,7 +102,7 @@ static int check_paths(const mtli_optim_config *cfg, int64_t n, int steps)
     memcpy(p0, ref.p, (size_t)n * sizeof(float));
     for (int step = 1; step <= steps; step++) {
         fill_grads(ref.g, n, step);
-        mtli_optim_update_par(cfg, &ref.st, ref.p, ref.g, 1e-3, ranges, nr, MTLI_ISA_BASELINE, 1);
+        mtli_optim_update_par(cfg, &ref.st, ref.p, ref.g, 1e-3, ranges, nr, MTLI_ISA_BASELINE, 1, 1.0f);
     }
     if (nr == 4) { /* outside every range: untouched */
         ASSERT(ref.p[0] == p0[0] && ref.p[n / 3] == p0[n / 3] && ref.p[n / 3 + 1] == p0[n / 3 + 1]);
@@ -113,7 +114,7 @@ static int check_paths(const mtli_optim_config *cfg, int64_t n, int steps)
             g_state = 0x9e3779b97f4a7c15ull; /* the same gradients */
             for (int step = 1; step <= steps; step++) {
                 fill_grads(alt.g, n, step);
-                mtli_optim_update_par(cfg, &alt.st, alt.p, alt.g, 1e-3, ranges, nr, isa, threads);
+                mtli_optim_update_par(cfg, &alt.st, alt.p, alt.g, 1e-3, ranges, nr, isa, threads, 1.0f);
             }
             if (same_bits(&ref, &alt, n)) FAILF("n = %lld, %s, %lld threads differ from the baseline", (long long)n,
                                                 isa_name[isa], (long long)threads);
@@ -190,7 +191,7 @@ TEST(adam_matches_float64_closed_form)
         const double lr = 1e-2;
         for (int k = 1; k <= STEPS; k++) {
             for (int i = 0; i < N; i++) g[i] = (float)(cos(0.11 * i * k) * pow(10.0, (i % 5) - 3));
-            mtli_optim_update_par(cfg, &st, p, g, lr, ranges, nr, mtli_optim_best_isa(), 3);
+            mtli_optim_update_par(cfg, &st, p, g, lr, ranges, nr, mtli_optim_best_isa(), 3, 1.0f);
             for (int i = 0; i < N; i++) {
                 if (scale[i] == 0.0) continue;
                 const double lr_i = lr * scale[i], wd = cfg->weight_decay;
@@ -214,6 +215,52 @@ TEST(adam_matches_float64_closed_form)
         }
         mtli_optim_state_destroy(&st, &s);
     }
+    return 0;
+}
+
+/* The update's grad_scale (clipping) is the gradient multiplied first:
+ * every optimiser, path and thread count gives bitwise what the baseline
+ * gives on a gradient scaled beforehand. */
+TEST(grad_scale_equals_prescaled_gradient)
+{
+    const mtli_optim_config cfgs[] = {
+        { .kind = MTL_OPTIMIZER_ADAM, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.1 },
+        { .kind = MTL_OPTIMIZER_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01 },
+        { .kind = MTL_OPTIMIZER_SGD, .weight_decay = 0.01 },
+        { .kind = MTL_OPTIMIZER_SGD, .momentum = 0.9 },
+        { .kind = MTL_OPTIMIZER_SGD, .momentum = 0.5, .nesterov = true, .weight_decay = 0.001 },
+    };
+    enum { N = 1003 };
+    const float c = 0.37f;
+    mtli_settings s;
+    mtli_settings_defaults(&s);
+    mtli_range ranges[4];
+    const int64_t nr = make_ranges(N, ranges);
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        run ref, alt;
+        if (run_init(&ref, &s, N)) return 1;
+        g_state = 0x9e3779b97f4a7c15ull;
+        for (int step = 1; step <= 3; step++) {
+            fill_grads(ref.g, N, step);
+            for (int64_t i = 0; i < N; i++) ref.g[i] *= c;
+            mtli_optim_update_par(&cfgs[k], &ref.st, ref.p, ref.g, 1e-3, ranges, nr, MTLI_ISA_BASELINE, 1, 1.0f);
+        }
+        for (int isa = MTLI_ISA_BASELINE; isa <= mtli_optim_best_isa(); isa++)
+            for (int64_t threads = 1; threads <= 2; threads++) {
+                if (run_init(&alt, &s, N)) return 1;
+                g_state = 0x9e3779b97f4a7c15ull;
+                for (int step = 1; step <= 3; step++) {
+                    fill_grads(alt.g, N, step);
+                    mtli_optim_update_par(&cfgs[k], &alt.st, alt.p, alt.g, 1e-3, ranges, nr, isa, threads, c);
+                }
+                if (same_bits(&ref, &alt, N))
+                    FAILF("optimiser %zu, %s, %lld threads: grad_scale differs from a pre-scaled gradient", k,
+                          isa_name[isa], (long long)threads);
+                run_free(&alt, &s);
+            }
+        run_free(&ref, &s);
+    }
+    g_state = 0x9e3779b97f4a7c15ull;
     return 0;
 }
 
@@ -274,6 +321,58 @@ TEST(finite_check_finds_every_position)
             y[edges[e]] = keep;
         }
         free(y);
+    }
+    return 0;
+}
+
+/* ---- the sum of squares (clipping) ---------------------------------------------- */
+
+/* Every instruction set and thread count gives the baseline's bits on one
+ * thread; that agrees with a long-double sum; a NaN or Inf anywhere (lane
+ * tails, block edges, the last element) makes it non-finite, and the
+ * largest floats do not overflow it. */
+TEST(sum_squares_paths_threads_and_reference)
+{
+    const int64_t sizes_sq[] = { 0, 1, 31, 32, 33, 100, 1003, 3 * 32768 + 17, 300007 };
+    for (size_t k = 0; k < sizeof sizes_sq / sizeof sizes_sq[0]; k++) {
+        const int64_t n = sizes_sq[k];
+        float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+        ASSERT(x);
+        long double want = 0.0L;
+        for (int64_t i = 0; i < n; i++) { /* magnitudes 1e-6 .. 1e6 */
+            x[i] = (float)(rnd() * pow(10.0, (double)(i % 13) - 6.0));
+            want += (long double)x[i] * (long double)x[i];
+        }
+        const double base = mtli_sum_squares(x, n, MTLI_ISA_BASELINE, 1);
+        const double kbase = mtli_sumsq_kernel(x, n, MTLI_ISA_BASELINE);
+        ASSERT_NEAR(base, (double)want, 1e-12, 0.0);
+        for (int isa = MTLI_ISA_BASELINE; isa <= mtli_optim_best_isa(); isa++) {
+            const double kern = mtli_sumsq_kernel(x, n, isa);
+            if (memcmp(&kern, &kbase, sizeof kern) != 0)
+                FAILF("n = %lld: the %s kernel differs from the baseline", (long long)n, isa_name[isa]);
+            for (int64_t t = 1; t <= 3; t++) {
+                const double got = mtli_sum_squares(x, n, isa, t);
+                if (memcmp(&got, &base, sizeof got) != 0)
+                    FAILF("n = %lld, %s, %lld threads: %.17g, baseline %.17g", (long long)n, isa_name[isa],
+                          (long long)t, got, base);
+            }
+        }
+        const int64_t edges[] = { 0, 31, 32, 32767, 32768, n / 2, n - 1 };
+        const uint32_t bad[] = { 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u, 0x7fffffffu };
+        for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
+            if (edges[e] < 0 || edges[e] >= n) continue;
+            const float keep = x[edges[e]];
+            x[edges[e]] = bits_float(bad[e % 6]);
+            for (int isa = MTLI_ISA_BASELINE; isa <= mtli_optim_best_isa(); isa++)
+                for (int64_t t = 1; t <= 3; t++)
+                    if (isfinite(mtli_sum_squares(x, n, isa, t)))
+                        FAILF("n = %lld, bad value at %lld, %s, %lld threads: finite sum", (long long)n,
+                              (long long)edges[e], isa_name[isa], (long long)t);
+            x[edges[e]] = keep;
+        }
+        for (int64_t i = 0; i < n; i++) x[i] = i % 2 ? FLT_MAX : -FLT_MAX;
+        ASSERT(isfinite(mtli_sum_squares(x, n, mtli_optim_best_isa(), 2)));
+        free(x);
     }
     return 0;
 }
@@ -565,6 +664,68 @@ static int train_elementwise(int64_t threads, float *params, int64_t np, double 
     return 0;
 }
 
+/* Global-norm clipping through the trainer, against the gradient read
+ * back and a norm computed here in long double: plain SGD moves each
+ * parameter by lr * (clip / |g|) * g when |g| > clip and by lr * g when
+ * not; the gradient read back after the step is the unclipped one (the
+ * update applies the factor); 1 and 2 threads (the sum of squares and the
+ * update split) give the same bits. */
+static int clipped_step(int64_t threads, double clip_over_norm, float *after, float *g, double *norm)
+{
+    mtl_model *m = big_model(threads);
+    ASSERT(m);
+    const int64_t np = mtl_model_param_count(m);
+    mtl_trainer *tr = NULL;
+    ASSERT_OK(mtl_trainer_create(&tr, m, 2));
+    ASSERT_OK(mtl_trainer_set_i64(tr, MTL_OPT_OPTIMIZER, MTL_OPTIMIZER_SGD));
+    ASSERT_OK(mtl_trainer_set_f64(tr, MTL_OPT_LEARNING_RATE, 0.1));
+    ASSERT_OK(mtl_trainer_compute_gradients(tr, 2, tx, TIN, ty, 2, NULL, 0, NULL, NULL));
+    ASSERT_OK(mtl_trainer_get_gradients(tr, g, np));
+    long double ss = 0.0L;
+    for (int64_t i = 0; i < np; i++) ss += (long double)g[i] * (long double)g[i];
+    *norm = sqrt((double)ss);
+    ASSERT(*norm > 0.0);
+    ASSERT_OK(mtl_trainer_set_f64(tr, MTL_OPT_CLIP_NORM, clip_over_norm * *norm));
+    float *before = malloc((size_t)np * sizeof(float)), *g_after = malloc((size_t)np * sizeof(float));
+    ASSERT(before && g_after);
+    ASSERT_OK(mtl_model_get_params(m, before, np));
+    ASSERT_OK(mtl_trainer_step(tr, 2, tx, TIN, ty, 2, NULL, 0, NULL, NULL));
+    ASSERT_OK(mtl_model_get_params(m, after, np));
+    ASSERT_OK(mtl_trainer_get_gradients(tr, g_after, np));
+    ASSERT(memcmp(g, g_after, (size_t)np * sizeof(float)) == 0);
+    const double c = clip_over_norm < 1.0 ? clip_over_norm : 1.0;
+    int64_t moved = 0;
+    for (int64_t i = 0; i < np; i++) {
+        ASSERT_NEAR(after[i], (double)before[i] - 0.1 * c * (double)g[i], 1e-6, 1e-7);
+        moved += after[i] != before[i];
+    }
+    ASSERT(moved > np / 2);
+    free(before), free(g_after);
+    mtl_trainer_destroy(tr);
+    mtl_model_destroy(m);
+    return 0;
+}
+
+TEST(trainer_clipping_matches_closed_form)
+{
+    mtl_model *m = big_model(1);
+    ASSERT(m);
+    const int64_t np = mtl_model_param_count(m);
+    mtl_model_destroy(m);
+    float *a = malloc((size_t)np * sizeof(float)), *b = malloc((size_t)np * sizeof(float));
+    float *g = malloc((size_t)np * sizeof(float));
+    ASSERT(a && b && g);
+    double norm1, norm2;
+    ASSERT(clipped_step(1, 0.25, a, g, &norm1) == 0); /* clipped to a quarter */
+    ASSERT(clipped_step(2, 0.25, b, g, &norm2) == 0);
+    ASSERT(norm1 == norm2);
+    ASSERT(memcmp(a, b, (size_t)np * sizeof(float)) == 0);
+    ASSERT(clipped_step(2, 4.0, b, g, &norm2) == 0); /* above the norm: no clipping */
+    ASSERT(memcmp(a, b, (size_t)np * sizeof(float)) != 0);
+    free(a), free(b), free(g);
+    return 0;
+}
+
 TEST(trainer_elementwise_split_bitwise_equal)
 {
     /* Valgrind runs threads one at a time, and the 2-thread GEMMs' spinning
@@ -636,8 +797,10 @@ TEST(trainer_threaded_input_scan_names_the_cell)
 }
 
 TEST_MAIN(TEST_ENTRY(blis_kernel_set_runs_here), TEST_ENTRY(adam_paths_and_threads_bitwise_equal), TEST_ENTRY(sgd_threads_bitwise_equal),
-          TEST_ENTRY(adam_matches_float64_closed_form), TEST_ENTRY(finite_check_finds_every_position),
+          TEST_ENTRY(adam_matches_float64_closed_form), TEST_ENTRY(grad_scale_equals_prescaled_gradient),
+          TEST_ENTRY(finite_check_finds_every_position), TEST_ENTRY(sum_squares_paths_threads_and_reference),
           TEST_ENTRY(find_non_finite_names_the_first_cell),
           TEST_ENTRY(pass_threads_by_size), TEST_ENTRY(trainer_one_and_two_threads_bitwise_equal),
-          TEST_ENTRY(trainer_non_finite_gradient_threaded), TEST_ENTRY(trainer_elementwise_split_bitwise_equal),
+          TEST_ENTRY(trainer_non_finite_gradient_threaded), TEST_ENTRY(trainer_clipping_matches_closed_form),
+          TEST_ENTRY(trainer_elementwise_split_bitwise_equal),
           TEST_ENTRY(trainer_threaded_input_scan_names_the_cell))
