@@ -176,7 +176,7 @@ void mtli_optim_update_par(const mtli_optim_config *cfg, mtli_optim_state *st, f
     mtli_run_slices(update_slice, &j, total, n_threads);
 }
 
-/* ---- gradient clipping: the sum of squares and the scaling ------------------ */
+/* ---- gradient clipping: the sum of squares ---------------------------------- */
 
 /* The sum runs over blocks whose size depends on n only (at least
  * SUMSQ_MIN_BLOCK elements, at most SUMSQ_MAX_BLOCKS blocks): each thread
