@@ -315,11 +315,15 @@ static void finish_rows(void *ctx, int64_t lo, int64_t hi)
         float *pre = s->pre + i * ld;
         float *post = s->post + i * ld;
         if (L->act == MTL_ACT_RELU && !L->layer_norm && post == pre) {
-            /* the common case in one pass: bias and ReLU in place */
-            float *restrict p = pre;
-            for (int64_t j = 0; j < n; j++) {
-                const float u = p[j] + bias[j];
-                p[j] = u > 0.0f ? u : 0.0f;
+            /* the common case in one pass: bias and ReLU in place, in
+             * libmtl's vector kernels when the CPU has them (this loop at
+             * -O3 is SSE: W2's forward epilogue took twice as long) */
+            if (!mtli_small_bias_act_row(n, bias, true, pre)) {
+                float *restrict p = pre;
+                for (int64_t j = 0; j < n; j++) {
+                    const float u = p[j] + bias[j];
+                    p[j] = u > 0.0f ? u : 0.0f;
+                }
             }
         } else if (L->layer_norm) {
             for (int64_t j = 0; j < n; j++) pre[j] += bias[j];

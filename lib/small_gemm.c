@@ -335,6 +335,19 @@ bool mtli_small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
 #endif
 }
 
+bool mtli_small_bias_act_row(int64_t n, const float *bias, bool relu, float *c)
+{
+#if MTLI_SMALL_GEMM_X86
+    const int isa = small_isa();
+    if (isa == MTLI_ISA_AVX512) bias_act_row_avx512(n, bias, relu, c);
+    else if (isa == MTLI_ISA_AVX2) bias_act_row_avx2(n, bias, relu, c);
+    return isa != MTLI_ISA_BASELINE;
+#else
+    (void)n, (void)bias, (void)relu, (void)c;
+    return false;
+#endif
+}
+
 bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                               const float *bm, int64_t ldb, const float *bias, bool relu, float *c, int64_t ldc)
 {

@@ -42,6 +42,11 @@ bool mtli_small_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
 bool mtli_small_gemm_bias_act(bool trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
                               const float *bm, int64_t ldb, const float *bias, bool relu, float *c, int64_t ldc);
 
+/* The same epilogue alone, in place over one row of n (a layer's output
+ * that BLIS computed): c = act(c + bias), the bits of the scalar loop.
+ * False, touching nothing, without the kernels. */
+bool mtli_small_bias_act_row(int64_t n, const float *bias, bool relu, float *c);
+
 /* C = A·op(B) (A m x k, row-major) without storing C: each tile of at
  * most 24 rows x 64 columns goes to done(ctx, i, rows, j, cols, c, ldc) as
  * soon as it is finished, c pointing at element (i, j) in a buffer on the

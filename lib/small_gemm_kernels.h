@@ -179,6 +179,18 @@ SG_ATTR static void SG(run)(bool trans_a, bool trans_b, int64_t m, int64_t n, in
         SG(gemm_rows)(m, n, k, a, rsa, csa, bm, ldb, e, c, ldc);
 }
 
+/* The epilogue alone over one row of n, in place: c = act(c + bias), the
+ * operations store_vec does after a product (1 * c is exact), so the bits
+ * of `u = c + bias; c = u > 0 ? u : 0`. */
+SG_ATTR static void SG(bias_act_row)(int64_t n, const float *bias, bool relu, float *c)
+{
+    const epilogue e = { 1.0f, 0.0f, bias, relu };
+    for (int64_t j = 0; j < n; j += SG_LANES) {
+        const SG_M mk = SG_MASK(j, n);
+        SG(store_vec)(c + j, bias + j, mk, SG_LOAD(mk, c + j), &e);
+    }
+}
+
 /* The parameters too, for the next instantiation. */
 #undef SG_NW
 #undef SG

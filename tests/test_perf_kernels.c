@@ -251,6 +251,40 @@ static int all_products(int64_t m, int64_t n, int64_t k, const float *a, const f
     return 0;
 }
 
+/* The epilogue alone (mtli_small_bias_act_row, the forward pass of layers
+ * BLIS computed): on each kernel set the CPU has, bitwise the scalar
+ * `u = c + bias; c = u > 0 ? u : 0` (or c + bias without ReLU) for every
+ * row length around the vector widths, with NaN, -0, +0 and infinities
+ * among the inputs, and nothing written past the row. */
+TEST(small_bias_act_row_equals_scalar)
+{
+    static const char *const sets[] = { "avx512", "avx2" };
+    const float special[] = { NAN, -0.0f, 0.0f, -INFINITY, INFINITY, -1e-30f, 3.5f };
+    enum { MAXN = 1003 };
+    static float c[MAXN + 1], want[MAXN + 1], bias[MAXN];
+    for (size_t s = 0; s < 2; s++) {
+        if (!mtli_small_gemm_select(sets[s])) continue; /* this CPU has not got them */
+        for (int64_t n = 1; n <= MAXN; n += n < 70 ? 1 : 311)
+            for (int relu = 0; relu <= 1; relu++) {
+                for (int64_t j = 0; j < n; j++) {
+                    c[j] = j % 5 == 2 ? special[j % 7] : rnd();
+                    bias[j] = j % 11 == 4 ? special[(j + 3) % 7] : rnd();
+                    if (j % 13 == 6) c[j] = bias[j] = -0.0f; /* -0 + -0 is -0, +0 + -0 is +0 */
+                    const float u = c[j] + bias[j];
+                    want[j] = relu ? (u > 0.0f ? u : 0.0f) : u;
+                }
+                c[n] = want[n] = 42.0f; /* the guard past the row */
+                ASSERT(mtli_small_bias_act_row(n, bias, relu, c));
+                if (memcmp(c, want, (size_t)(n + 1) * sizeof(float)))
+                    FAILF("%s, n = %lld, relu %d: differs from the scalar loop", sets[s], (long long)n, relu);
+            }
+    }
+    ASSERT(mtli_small_gemm_select("off"));
+    ASSERT(!mtli_small_bias_act_row(4, bias, true, c)); /* no kernels: the caller's loop */
+    ASSERT(mtli_small_gemm_select(getenv("MTL_SMALL_KERNEL"))); /* back to what the process had */
+    return 0;
+}
+
 TEST(small_kernels_avx2_equals_avx512)
 {
     if (!cpu_has("avx512f") || !cpu_has("avx2")) return 0;
@@ -375,6 +409,7 @@ TEST(gemm_warm_weights_change_nothing)
 
 TEST_MAIN(TEST_ENTRY(small_gemm_matches_double_reference), TEST_ENTRY(small_gemm_declines),
           TEST_ENTRY(small_gemm_rows_independent), TEST_ENTRY(small_gemm_bias_act_equals_two_passes),
-          TEST_ENTRY(small_dots_match_double_reference), TEST_ENTRY(small_kernels_avx2_equals_avx512),
+          TEST_ENTRY(small_dots_match_double_reference), TEST_ENTRY(small_bias_act_row_equals_scalar),
+          TEST_ENTRY(small_kernels_avx2_equals_avx512),
           TEST_ENTRY(adam_flushes_tiny_moments),
           TEST_ENTRY(gemm_warm_weights_change_nothing))
