@@ -221,8 +221,9 @@ mtl_status mtl_trainer_get_gradients(const mtl_trainer *t, float *out, int64_t n
 
 /* Is every element finite?  Tested on the bit pattern (exponent all ones
  * means Inf or NaN) by the optimiser's vector kernels (optim_kernels.c):
- * one pass, no branch per element, cannot overflow (a sum of squares could
- * on finite values).  Only when that fails is it asked again per span. */
+ * one pass, no branch per element, cannot overflow (a float sum of squares
+ * could on finite values; clipping's is summed in double, which cannot).
+ * Only when that fails is it asked again per span. */
 static bool span_finite(const float *g, int64_t begin, int64_t end)
 {
     return mtli_all_finite(g + begin, end - begin, mtli_optim_best_isa(), 1);
@@ -263,7 +264,8 @@ mtl_status mtl_trainer_step(mtl_trainer *t, int64_t n, const float *x, int64_t l
         return non_finite_gradient(t, fn);
     MTLI_TRY(mtli_trainer_weighting_commit(t)); /* learned weights, diagnostics: only for a good step */
     /* The update takes the clipped gradient as c * g (t->grads keeps g). */
-    const float c = clip && sqrt(sumsq) > t->clip_norm ? (float)(t->clip_norm / sqrt(sumsq)) : 1.0f;
+    const double norm = sqrt(sumsq);
+    const float c = clip && norm > t->clip_norm ? (float)(t->clip_norm / norm) : 1.0f;
     mtli_optim_update_par(&t->optim, &t->opt_state, m->params, t->grads, t->lr_now, t->ranges, t->n_ranges, isa,
                           pass_threads, c);
     mtli_schedule_after_step(t);
